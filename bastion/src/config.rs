@@ -1,0 +1,521 @@
+//! The bastion's configuration file: TOML parsed into typed settings.
+//!
+//! Parsing is pure (text in, [`Config`] or [`ConfigError`] out) so that
+//! `bastion config check` and `bastion serve` report the same errors, and so
+//! that every error names the key and the line it sits on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration error that points at the offending key and line.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: `{key}`: {message}")]
+pub struct ConfigError {
+    /// The file the error is in, as given by the operator.
+    pub file: String,
+    /// 1-based line of the offending value (0 when the file could not be read).
+    pub line: usize,
+    /// Dotted path of the key, e.g. `targets[1].address`.
+    pub key: String,
+    /// What is wrong and, where it helps, what would be right.
+    pub message: String,
+}
+
+/// The whole configuration, with paths resolved against the config file's directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the config file; relative paths in the file are resolved against it.
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub recording: RecordingConfig,
+    pub targets: Vec<Target>,
+    pub users: Vec<User>,
+}
+
+/// Listener, keys and connection hygiene.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The bastion's own host key (outer connections).
+    pub host_key: PathBuf,
+    /// Signs the host certificates the inner connections present for targets.
+    pub host_ca: PathBuf,
+    /// Signs the short-lived user certificates the bastion logs in to nodes with.
+    pub user_ca: PathBuf,
+    /// Signs recording manifests (used by the recorder).
+    pub recording_key: PathBuf,
+    /// A session with no traffic in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Hard cap on the length of any session.
+    pub max_session: Duration,
+    /// Interval of SSH keepalives towards the client; dead peers are dropped after 3 missed.
+    pub keepalive_interval: Duration,
+    /// Concurrent connections from one source address.
+    pub max_connections_per_source: usize,
+    /// Concurrent connections in total.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for running sessions before closing them.
+    pub shutdown_grace: Duration,
+    /// Lifetime of the certificate used to log in to a node.
+    pub node_cert_validity: Duration,
+    /// Timeout for the TCP connect and SSH handshake to a node.
+    pub node_connect_timeout: Duration,
+    /// Environment variables passed on to nodes (exact names or `PREFIX*`).
+    pub accept_env: Vec<String>,
+}
+
+/// Where recordings go. The recording issue grows this section.
+#[derive(Debug, Clone)]
+pub struct RecordingConfig {
+    /// Directory for the event log of every channel.
+    pub dir: PathBuf,
+}
+
+/// A node the bastion can reach.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Name users type (`root@node-1`); also the principal of its host certificate.
+    pub name: String,
+    /// Where the node's sshd listens.
+    pub address: String,
+    pub labels: BTreeMap<String, String>,
+    /// Logins the bastion will sign certificates for on this node.
+    pub logins: Vec<String>,
+    /// Pinned host keys (OpenSSH public key lines); any one matching is enough.
+    pub host_keys: Vec<russh::keys::PublicKey>,
+    /// A host CA whose certificates for `name` are accepted.
+    pub host_ca: Option<russh::keys::PublicKey>,
+    /// Whether `-L`/`-D` forwards through this node are allowed.
+    pub allow_local_forwarding: bool,
+    /// Whether `-R` forwards on this node are allowed.
+    pub allow_remote_forwarding: bool,
+}
+
+/// A user of the embedded directory.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    /// Argon2 PHC string; absent means password login is impossible.
+    pub password_hash: Option<String>,
+    pub keys: Vec<russh::keys::PublicKey>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Spanned<RawServer>,
+    #[serde(default)]
+    recording: Option<Spanned<RawRecording>>,
+    #[serde(default)]
+    targets: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    users: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Spanned<String>,
+    host_key: Spanned<String>,
+    host_ca: Spanned<String>,
+    user_ca: Spanned<String>,
+    recording_key: Spanned<String>,
+    idle_timeout: Option<Spanned<String>>,
+    max_session: Option<Spanned<String>>,
+    keepalive_interval: Option<Spanned<String>>,
+    max_connections_per_source: Option<usize>,
+    max_connections: Option<usize>,
+    shutdown_grace: Option<Spanned<String>>,
+    node_cert_validity: Option<Spanned<String>>,
+    node_connect_timeout: Option<Spanned<String>>,
+    accept_env: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecording {
+    dir: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    logins: Spanned<Vec<String>>,
+    #[serde(default)]
+    host_keys: Vec<Spanned<String>>,
+    host_ca: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    allow_local_forwarding: bool,
+    #[serde(default)]
+    allow_remote_forwarding: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password_hash: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Maps byte offsets of the source to 1-based line numbers.
+struct Lines<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Lines<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text[..end].bytes().filter(|b| *b == b'\n').count() + 1
+    }
+
+    fn error<T>(&self, key: impl Into<String>, at: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line_of(at.span().start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            key: "-".into(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Config::parse(&text, &path.display().to_string(), &base)
+    }
+
+    /// Parses config text; `file` is used in errors and `base_dir` resolves relative paths.
+    pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let lines = Lines { text, file };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| lines.line_of(s.start)).unwrap_or(0);
+            ConfigError {
+                file: file.to_string(),
+                line,
+                key: key_of_toml_error(&e),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let path = |s: &Spanned<String>| -> PathBuf {
+            let p = PathBuf::from(s.get_ref());
+            if p.is_absolute() { p } else { base_dir.join(p) }
+        };
+        let duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
+                lines.error(
+                    format!("server.{key}"),
+                    s,
+                    format!("`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"", s.get_ref()),
+                )
+            }),
+        };
+        let rs = raw.server.get_ref();
+        let listen = rs.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            lines.error(
+                "server.listen",
+                &rs.listen,
+                format!("`{}` is not an address:port such as \"0.0.0.0:22\"", rs.listen.get_ref()),
+            )
+        })?;
+        let server = ServerConfig {
+            listen,
+            host_key: path(&rs.host_key),
+            host_ca: path(&rs.host_ca),
+            user_ca: path(&rs.user_ca),
+            recording_key: path(&rs.recording_key),
+            idle_timeout: duration("idle_timeout", &rs.idle_timeout, Duration::from_secs(15 * 60))?,
+            max_session: duration("max_session", &rs.max_session, Duration::from_secs(8 * 3600))?,
+            keepalive_interval: duration("keepalive_interval", &rs.keepalive_interval, Duration::from_secs(30))?,
+            max_connections_per_source: rs.max_connections_per_source.unwrap_or(50),
+            max_connections: rs.max_connections.unwrap_or(2000),
+            shutdown_grace: duration("shutdown_grace", &rs.shutdown_grace, Duration::from_secs(30))?,
+            node_cert_validity: duration("node_cert_validity", &rs.node_cert_validity, Duration::from_secs(300))?,
+            node_connect_timeout: duration(
+                "node_connect_timeout",
+                &rs.node_connect_timeout,
+                Duration::from_secs(10),
+            )?,
+            accept_env: rs
+                .accept_env
+                .clone()
+                .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]),
+        };
+        if server.node_cert_validity < Duration::from_secs(30) || server.node_cert_validity > Duration::from_secs(3600) {
+            return Err(lines.error(
+                "server.node_cert_validity",
+                rs.node_cert_validity.as_ref().expect("default is in range"),
+                "must be between 30s and 1h: node certificates are meant to be short-lived",
+            ));
+        }
+        let recording = match &raw.recording {
+            Some(r) => RecordingConfig { dir: path(&r.get_ref().dir) },
+            None => RecordingConfig { dir: base_dir.join("recordings") },
+        };
+
+        let mut targets: Vec<Target> = Vec::new();
+        for (i, t) in raw.targets.iter().enumerate() {
+            let t = t.get_ref();
+            let key = |k: &str| format!("targets[{i}].{k}");
+            let name = t.name.get_ref().clone();
+            if !valid_name(&name) {
+                return Err(lines.error(
+                    key("name"),
+                    &t.name,
+                    "a target name is letters, digits, '-', '_' and '.' only",
+                ));
+            }
+            if targets.iter().any(|o| o.name == name) {
+                return Err(lines.error(key("name"), &t.name, format!("target `{name}` is declared twice")));
+            }
+            if t.address.get_ref().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(lines.error(
+                    key("address"),
+                    &t.address,
+                    format!("`{}` is not host:port", t.address.get_ref()),
+                ));
+            }
+            if t.logins.get_ref().is_empty() {
+                return Err(lines.error(key("logins"), &t.logins, "list at least one login"));
+            }
+            let mut host_keys = Vec::new();
+            for (j, k) in t.host_keys.iter().enumerate() {
+                host_keys.push(parse_public_key(k.get_ref()).map_err(|e| {
+                    lines.error(format!("targets[{i}].host_keys[{j}]"), k, e)
+                })?);
+            }
+            let host_ca = match &t.host_ca {
+                None => None,
+                Some(k) => Some(parse_public_key(k.get_ref()).map_err(|e| lines.error(key("host_ca"), k, e))?),
+            };
+            if host_keys.is_empty() && host_ca.is_none() {
+                return Err(lines.error(
+                    key("name"),
+                    &t.name,
+                    format!(
+                        "target `{name}` has neither `host_keys` nor `host_ca`: the bastion never accepts an unknown host key \
+                         (pin the key from `ssh-keyscan`, or name the CA that signs its host certificate)"
+                    ),
+                ));
+            }
+            targets.push(Target {
+                name,
+                address: t.address.get_ref().clone(),
+                labels: t.labels.clone(),
+                logins: t.logins.get_ref().clone(),
+                host_keys,
+                host_ca,
+                allow_local_forwarding: t.allow_local_forwarding,
+                allow_remote_forwarding: t.allow_remote_forwarding,
+            });
+        }
+
+        let mut users: Vec<User> = Vec::new();
+        for (i, u) in raw.users.iter().enumerate() {
+            let u = u.get_ref();
+            let key = |k: &str| format!("users[{i}].{k}");
+            let name = u.name.get_ref().clone();
+            if !valid_name(&name) {
+                return Err(lines.error(key("name"), &u.name, "a user name is letters, digits, '-', '_' and '.' only"));
+            }
+            if users.iter().any(|o| o.name == name) {
+                return Err(lines.error(key("name"), &u.name, format!("user `{name}` is declared twice")));
+            }
+            if let Some(h) = &u.password_hash
+                && argon2::PasswordHash::new(h.get_ref()).is_err()
+            {
+                return Err(lines.error(
+                    key("password_hash"),
+                    h,
+                    "not an argon2 PHC string; make one with `bastion users hash-password`",
+                ));
+            }
+            let mut keys = Vec::new();
+            for (j, k) in u.keys.iter().enumerate() {
+                keys.push(parse_public_key(k.get_ref()).map_err(|e| lines.error(format!("users[{i}].keys[{j}]"), k, e))?);
+            }
+            users.push(User {
+                name,
+                password_hash: u.password_hash.as_ref().map(|h| h.get_ref().clone()),
+                keys,
+                groups: u.groups.clone(),
+            });
+        }
+
+        Ok(Config {
+            base_dir: base_dir.to_path_buf(),
+            server,
+            recording,
+            targets,
+            users,
+        })
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// Names of users and targets appear in certificates, logs and file names:
+/// keep them to a safe alphabet.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.')
+}
+
+fn parse_public_key(line: &str) -> Result<russh::keys::PublicKey, String> {
+    russh::keys::PublicKey::from_openssh(line.trim())
+        .map_err(|e| format!("not an OpenSSH public key line such as \"ssh-ed25519 AAAA…\" ({e})"))
+}
+
+fn key_of_toml_error(e: &toml::de::Error) -> String {
+    // The toml crate names unknown or missing fields in its message; keep the
+    // operator's attention on the line, and name the field when we can.
+    let m = e.message();
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(rest) = m.split(marker).nth(1)
+            && let Some(name) = rest.split('`').next()
+        {
+            return name.to_string();
+        }
+    }
+    "-".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+
+    fn base() -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:2222"
+host_key = "keys/host"
+host_ca = "keys/host_ca"
+user_ca = "keys/user_ca"
+recording_key = "keys/rec"
+
+[[targets]]
+name = "node-1"
+address = "127.0.0.1:2201"
+logins = ["root"]
+host_keys = ["{KEY}"]
+labels = {{ role = "worker" }}
+
+[[users]]
+name = "alice"
+keys = ["{KEY}"]
+groups = ["k8s-ops"]
+"#
+        )
+    }
+
+    #[test]
+    fn parses_a_good_config_and_resolves_paths() {
+        let c = Config::parse(&base(), "b.toml", Path::new("/etc/bastion")).unwrap();
+        assert_eq!(c.server.host_key, PathBuf::from("/etc/bastion/keys/host"));
+        assert_eq!(c.targets[0].labels["role"], "worker");
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(900));
+        assert_eq!(c.users[0].groups, vec!["k8s-ops"]);
+    }
+
+    #[test]
+    fn bad_listen_names_key_and_line() {
+        let text = base().replace("127.0.0.1:2222", "nowhere");
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "server.listen");
+        assert_eq!(e.line, 3);
+        assert!(e.to_string().starts_with("b.toml:3: `server.listen`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = base().replace("logins = [\"root\"]", "logins = [\"root\"]\nlogin_as = \"x\"");
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "login_as");
+        assert_eq!(e.line, 14, "{e}");
+    }
+
+    #[test]
+    fn bad_host_key_names_index_and_line() {
+        let text = base().replace(&format!("host_keys = [\"{KEY}\"]"), "host_keys = [\"ssh-ed25519 garbage\"]");
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "targets[0].host_keys[0]");
+        assert_eq!(e.line, 14);
+    }
+
+    #[test]
+    fn target_without_host_key_is_refused() {
+        let text = base().replace(&format!("host_keys = [\"{KEY}\"]"), "");
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert!(e.message.contains("never accepts an unknown host key"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let text = base().replace("recording_key = \"keys/rec\"", "recording_key = \"keys/rec\"\nidle_timeout = \"soon\"");
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "server.idle_timeout");
+        assert_eq!(e.line, 8);
+    }
+
+    #[test]
+    fn duplicate_target_is_refused() {
+        let t = "[[targets]]\nname = \"node-1\"\naddress = \"127.0.0.1:1\"\nlogins = [\"root\"]\nhost_keys = [\"K\"]\n".replace('K', KEY);
+        let text = format!("{}\n{t}", base());
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "targets[1].name");
+    }
+
+    #[test]
+    fn names_are_a_safe_alphabet() {
+        assert!(valid_name("node-1.prod_a"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name("../x"));
+        assert!(!valid_name("a:b"));
+        assert!(!valid_name("a@b"));
+    }
+}
