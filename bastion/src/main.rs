@@ -1,1 +1,5 @@
-fn main(){}
+//! The `bastion` binary: a thin shell over the library's CLI.
+
+fn main() -> std::process::ExitCode {
+    bastion::cli::main()
+}

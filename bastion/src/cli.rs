@@ -1,0 +1,219 @@
+//! The command line: `bastion serve|config|ca|users|demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "bastion", version, about = "SSH jump host: ProxyJump to nodes with short-lived certificates, every session recorded")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bastion.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Key material: host key, host CA, user CA, recording key.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Users of the embedded directory.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Start a working demo: keys, a config, real OpenSSH nodes on loopback, and the bastion.
+    Demo {
+        /// Where the demo keeps its files.
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        /// Port of the bastion on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = 2222)]
+        port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a config file; errors name the key and the line.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the key material in DIR (never overwrites).
+    Init { dir: PathBuf },
+    /// Print the `@cert-authority` line clients add to known_hosts.
+    KnownHosts {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Host pattern the line applies to.
+        #[arg(long, default_value = "*")]
+        hosts: String,
+    },
+    /// Print the user CA public key for nodes' `TrustedUserCAKeys`.
+    UserCa {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Read a password on stdin, print its argon2id hash for `password_hash`.
+    HashPassword,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bastion: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BASTION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,russh=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let config = load_config(&config)?;
+            runtime()?.block_on(serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(&file) {
+            Ok(c) => {
+                println!("ok: {} targets, {} users", c.targets.len(), c.users.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Ca { command } => ca_command(command),
+        Command::Users {
+            command: UsersCommand::HashPassword,
+        } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!password.is_empty(), "empty password on stdin");
+            println!("{}", crate::directory::hash_password(password)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, port } => {
+            runtime()?.block_on(crate::demo::run(&dir, port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn ca_command(command: CaCommand) -> Result<ExitCode> {
+    match command {
+        CaCommand::Init { dir } => {
+            let made = crate::ca::init(&dir)?;
+            for p in &made {
+                println!("created {}", p.display());
+            }
+            if made.is_empty() {
+                println!("all keys already exist in {}", dir.display());
+            }
+        }
+        CaCommand::KnownHosts { config, hosts } => {
+            let c = load_config(&config)?;
+            let ca = crate::ca::read_private_key(&c.server.host_ca)?;
+            println!("@cert-authority {hosts} {}", ca.public_key().to_openssh()?);
+        }
+        CaCommand::UserCa { config } => {
+            let c = load_config(&config)?;
+            let ca = crate::ca::read_private_key(&c.server.user_ca)?;
+            println!("{}", ca.public_key().to_openssh()?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Runs `bastion serve` until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<()> {
+    let listen = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    serve_on(config, listener, shutdown_signal()).await
+}
+
+/// Runs the bastion on an already bound listener until `stop`.
+pub async fn serve_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let sink = Arc::new(recorder::event_log::EventLogSink {
+        dir: config.recording.dir.clone(),
+    });
+    let bastion = crate::server::Bastion::new(config, sink)?;
+    crate::server::serve(bastion, listener, stop).await
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,28 @@
+//! `help`: what can be done here. Also what a shell request gets, since the
+//! bastion never gives a shell.
+
+use super::{CommandCtx, Output};
+
+pub fn run(ctx: &CommandCtx, args: &[String]) -> Output {
+    let shell = args.iter().any(|a| a == "--shell");
+    let user = &ctx.identity.user;
+    let mut text = String::new();
+    if shell {
+        text.push_str("This is the bastion: it gives no shell. It takes you to the nodes.\r\n\r\n");
+    }
+    let nl = if shell { "\r\n" } else { "\n" };
+    for line in [
+        "To reach a node:".to_string(),
+        format!("  ssh -J {user}@BASTION LOGIN@NODE"),
+        format!("  ssh -l '{user}:LOGIN@NODE' BASTION          (without ProxyJump)"),
+        String::new(),
+        "Commands (ssh BASTION COMMAND):".to_string(),
+        "  targets    the nodes you may reach, with logins and labels".to_string(),
+        "  whoami     who the bastion thinks you are".to_string(),
+        "  help       this text".to_string(),
+    ] {
+        text.push_str(&line);
+        text.push_str(nl);
+    }
+    Output::ok(text)
+}

@@ -1,0 +1,69 @@
+//! Commands an engineer runs on the bastion itself: `ssh bastion CMD`.
+//!
+//! One file per command. A command is a pure function of its context and
+//! arguments to text and an exit status; the outer connection writes the
+//! result to the channel. The bastion never runs a user command in a shell.
+
+mod help;
+mod targets;
+mod whoami;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::directory::Identity;
+use crate::server::Bastion;
+
+/// Who is asking, from where.
+pub struct CommandCtx {
+    pub bastion: Arc<Bastion>,
+    pub identity: Arc<Identity>,
+    pub client: SocketAddr,
+}
+
+/// What a command prints and its exit status.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: Bytes,
+    pub stderr: Bytes,
+    pub status: u32,
+}
+
+impl Output {
+    pub fn ok(text: String) -> Self {
+        Output {
+            stdout: Bytes::from(text.into_bytes()),
+            ..Default::default()
+        }
+    }
+
+    pub fn fail(status: u32, text: String) -> Self {
+        Output {
+            stderr: Bytes::from(text.into_bytes()),
+            status,
+            ..Default::default()
+        }
+    }
+}
+
+/// Parses a command line with shell quoting rules and runs it.
+pub async fn run(ctx: &CommandCtx, line: &str) -> Output {
+    let Some(words) = shlex::split(line) else {
+        return Output::fail(2, "bastion: unbalanced quotes in the command\n".into());
+    };
+    let Some((name, args)) = words.split_first() else {
+        return help::run(ctx, &[]);
+    };
+    tracing::info!(user = %ctx.identity.user, command = %name, client = %ctx.client, "bastion command");
+    match name.as_str() {
+        "targets" => targets::run(ctx, args),
+        "whoami" => whoami::run(ctx, args),
+        "help" | "--help" => help::run(ctx, args),
+        other => Output::fail(
+            127,
+            format!("bastion: unknown command `{other}`; the bastion gives no shell. Try `help`.\n"),
+        ),
+    }
+}

@@ -1,0 +1,333 @@
+//! `bastion demo`: a working bastion in one command.
+//!
+//! It makes the key material, a demo user (password and key), starts real
+//! OpenSSH `sshd` nodes on loopback that trust the bastion's user CA, writes
+//! a config, an `ssh_config` and a `known_hosts` a newcomer can use at once,
+//! and runs the bastion until SIGTERM or Ctrl-C, then stops the nodes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::ca;
+use crate::config::Config;
+
+/// The demo's nodes: name and labels.
+const NODES: &[(&str, &str)] = &[("node-1", "worker")];
+const DEMO_USER: &str = "demo";
+
+/// A node sshd the demo started; killed on drop.
+struct Node {
+    name: String,
+    address: String,
+    log: PathBuf,
+    host_key_line: String,
+    child: Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn run(dir: &Path, port: u16) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = fs::canonicalize(dir)?;
+    let sshd = find_sshd()?;
+    let keys = dir.join("keys");
+    ca::init(&keys)?;
+    let identity = dir.join("demo_ed25519");
+    if !identity.exists() {
+        ca::write_private_key(&identity, &ca::generate_key("demo user")?)?;
+    }
+    let user_key_line = fs::read_to_string(identity.with_extension("pub"))?.trim().to_string();
+    let password = demo_password(&dir)?;
+    let login = current_login();
+    let user_ca_line = ca::read_private_key(&keys.join(ca::USER_CA))?
+        .public_key()
+        .to_openssh()?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port} (try --port 0 for any free port)"))?;
+    let bastion_addr = listener.local_addr()?;
+
+    let mut nodes = Vec::new();
+    for (name, _) in NODES {
+        nodes.push(start_node(&sshd, &dir, name, &user_ca_line)?);
+    }
+
+    let config_path = dir.join("bastion.toml");
+    let config_text = config_toml(bastion_addr, &nodes, &login, &user_key_line, &password)?;
+    fs::write(&config_path, config_text)?;
+    let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let host_key_line = ca::read_private_key(&keys.join(ca::HOST_KEY))?
+        .public_key()
+        .to_openssh()?;
+    let host_ca_line = ca::read_private_key(&keys.join(ca::HOST_CA))?
+        .public_key()
+        .to_openssh()?;
+    let known_hosts = dir.join("known_hosts");
+    fs::write(
+        &known_hosts,
+        format!(
+            "[127.0.0.1]:{} {host_key_line}\n@cert-authority * {host_ca_line}\n",
+            bastion_addr.port()
+        ),
+    )?;
+    let ssh_config = dir.join("ssh_config");
+    fs::write(&ssh_config, ssh_config_text(bastion_addr.port(), &dir, &identity, &known_hosts, &nodes, &login))?;
+
+    let demo = serde_json::json!({
+        "bastion": bastion_addr.to_string(),
+        "user": DEMO_USER,
+        "password": password,
+        "identity": identity,
+        "login": login,
+        "nodes": nodes.iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
+        "node_addresses": nodes.iter().map(|n| (n.name.clone(), n.address.clone())).collect::<BTreeMap<_, _>>(),
+        "node_logs": nodes.iter().map(|n| (n.name.clone(), n.log.clone())).collect::<BTreeMap<_, _>>(),
+        "ssh_config": ssh_config,
+        "known_hosts": known_hosts,
+        "config": config_path,
+        "recordings": config.recording.dir,
+        "pid": std::process::id(),
+    });
+    let tmp = dir.join("demo.json.tmp");
+    fs::write(&tmp, serde_json::to_string_pretty(&demo)?)?;
+    fs::rename(&tmp, dir.join("demo.json"))?;
+
+    let cfg = ssh_config.display();
+    let first = &nodes[0].name;
+    println!(
+        "\nbastion demo is running on {bastion_addr}  (Ctrl-C stops it and its nodes)\n\n\
+         Try:\n  \
+         ssh -F {cfg} {first}                      # a shell on {first}, through the bastion\n  \
+         ssh -F {cfg} -J bastion {login}@{first} uname -a\n  \
+         scp -F {cfg} /etc/hostname {first}:/tmp/\n  \
+         ssh -F {cfg} bastion targets\n  \
+         ssh -F {cfg} bastion whoami\n  \
+         ssh -F {cfg} -l '{DEMO_USER}:{login}@{first}' bastion    # direct mode, no ProxyJump\n\n\
+         Demo user `{DEMO_USER}`: key {}, password {password}\n\
+         Config: {}   Recordings: {}\n",
+        identity.display(),
+        config_path.display(),
+        config.recording.dir.display(),
+    );
+    let _ = std::io::stdout().flush();
+
+    let result = crate::cli::serve_on(config, listener, crate::cli::shutdown_signal()).await;
+    let _ = fs::remove_file(dir.join("demo.json"));
+    drop(nodes);
+    result
+}
+
+fn find_sshd() -> Result<PathBuf> {
+    for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
+        if Path::new(p).exists() {
+            return Ok(PathBuf::from(p));
+        }
+    }
+    bail!("the demo runs real OpenSSH nodes, and sshd is not installed: apt-get install -y openssh-server")
+}
+
+fn demo_password(dir: &Path) -> Result<String> {
+    let path = dir.join("demo_password");
+    if let Ok(p) = fs::read_to_string(&path) {
+        return Ok(p.trim().to_string());
+    }
+    let password = format!("demo-{:08x}", rand::random::<u32>());
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    writeln!(f, "{password}")?;
+    Ok(password)
+}
+
+/// The account the demo's nodes let the bastion log in as: the user running
+/// the demo (an unprivileged sshd can only log in its own user).
+fn current_login() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy
+    // the name out before any other call could overwrite it.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if !pw.is_null() {
+            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
+                return name.to_string();
+            }
+        }
+    }
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_node(sshd: &Path, dir: &Path, name: &str, user_ca_line: &str) -> Result<Node> {
+    let node_dir = dir.join("nodes").join(name);
+    fs::create_dir_all(&node_dir)?;
+    let host_key = node_dir.join("ssh_host_ed25519_key");
+    if !host_key.exists() {
+        ca::write_private_key(&host_key, &ca::generate_key(&format!("{name} host key"))?)?;
+    }
+    let host_key_line = fs::read_to_string(host_key.with_extension("pub"))?.trim().to_string();
+    fs::write(node_dir.join("user_ca.pub"), format!("{user_ca_line}\n"))?;
+    // sshd's privilege separation directory, which Debian creates only at boot.
+    let _ = fs::create_dir_all("/run/sshd");
+    let log = node_dir.join("sshd.log");
+    let mut last_error = String::new();
+    for _attempt in 0..5 {
+        let port = free_port()?;
+        let config = node_dir.join("sshd_config");
+        fs::write(&config, sshd_config_text(&node_dir, port))?;
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let child = Command::new(sshd)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", sshd.display()))?;
+        let mut node = Node {
+            name: name.to_string(),
+            address: format!("127.0.0.1:{port}"),
+            log: log.clone(),
+            host_key_line: host_key_line.clone(),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                last_error = format!("sshd for {name} exited ({status}); see {}", log.display());
+                break;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(node);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    bail!("could not start the demo node {name}: {last_error}")
+}
+
+fn sshd_config_text(node_dir: &Path, port: u16) -> String {
+    let d = node_dir.display();
+    format!(
+        "# Demo node: trusts only certificates from the bastion's user CA.\n\
+         Port {port}\n\
+         ListenAddress 127.0.0.1\n\
+         HostKey {d}/ssh_host_ed25519_key\n\
+         PidFile {d}/sshd.pid\n\
+         UsePAM no\n\
+         StrictModes no\n\
+         PermitRootLogin prohibit-password\n\
+         AuthenticationMethods publickey\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         AuthorizedKeysFile none\n\
+         TrustedUserCAKeys {d}/user_ca.pub\n\
+         AllowTcpForwarding yes\n\
+         AllowAgentForwarding no\n\
+         X11Forwarding no\n\
+         AcceptEnv LANG LC_*\n\
+         Subsystem sftp internal-sftp\n\
+         LogLevel VERBOSE\n"
+    )
+}
+
+fn config_toml(
+    listen: std::net::SocketAddr,
+    nodes: &[Node],
+    login: &str,
+    user_key_line: &str,
+    password: &str,
+) -> Result<String> {
+    let hash = crate::directory::hash_password(password)?;
+    let mut s = format!(
+        "# Written by `bastion demo`; rewritten at each start (node ports change).\n\
+         [server]\n\
+         listen = \"{listen}\"\n\
+         host_key = \"keys/{}\"\n\
+         host_ca = \"keys/{}\"\n\
+         user_ca = \"keys/{}\"\n\
+         recording_key = \"keys/{}\"\n\
+         idle_timeout = \"30m\"\n\
+         max_session = \"8h\"\n\
+         shutdown_grace = \"10s\"\n\
+         node_cert_validity = \"5m\"\n\n\
+         [recording]\n\
+         dir = \"recordings\"\n",
+        ca::HOST_KEY,
+        ca::HOST_CA,
+        ca::USER_CA,
+        ca::RECORDING_KEY
+    );
+    for n in nodes {
+        let role = NODES.iter().find(|(name, _)| *name == n.name).map(|(_, r)| *r).unwrap_or("worker");
+        s.push_str(&format!(
+            "\n[[targets]]\n\
+             name = \"{}\"\n\
+             address = \"{}\"\n\
+             labels = {{ role = \"{role}\" }}\n\
+             logins = [\"{login}\"]\n\
+             host_keys = [\"{}\"]\n\
+             allow_local_forwarding = true\n\
+             allow_remote_forwarding = true\n",
+            n.name, n.address, n.host_key_line
+        ));
+    }
+    s.push_str(&format!(
+        "\n[[users]]\n\
+         name = \"{DEMO_USER}\"\n\
+         password_hash = \"{hash}\"\n\
+         keys = [\"{user_key_line}\"]\n\
+         groups = [\"k8s-ops\"]\n"
+    ));
+    Ok(s)
+}
+
+fn ssh_config_text(port: u16, dir: &Path, identity: &Path, known_hosts: &Path, nodes: &[Node], login: &str) -> String {
+    let (id, kh) = (identity.display(), known_hosts.display());
+    let mut s = format!(
+        "# Written by `bastion demo`. Use: ssh -F {}/ssh_config HOST\n\
+         Host bastion\n    \
+         HostName 127.0.0.1\n    \
+         Port {port}\n    \
+         User {DEMO_USER}\n    \
+         IdentityFile {id}\n    \
+         IdentitiesOnly yes\n    \
+         UserKnownHostsFile {kh}\n    \
+         StrictHostKeyChecking yes\n    \
+         ForwardAgent no\n",
+        dir.display()
+    );
+    for n in nodes {
+        s.push_str(&format!(
+            "\nHost {}\n    \
+             User {login}\n    \
+             ProxyJump bastion\n    \
+             IdentityFile {id}\n    \
+             IdentitiesOnly yes\n    \
+             UserKnownHostsFile {kh}\n    \
+             StrictHostKeyChecking yes\n",
+            n.name
+        ));
+    }
+    s
+}

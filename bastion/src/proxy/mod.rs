@@ -1,0 +1,421 @@
+//! The proxy: one engineer's session with one node.
+//!
+//! A [`ProxyConn`] serves a connection whose user is already proven and
+//! whose target is known: the inner connection of `ssh -J` (see
+//! `server::inner`) or a direct-mode outer connection (`user:login@target`).
+//! It logs in to the node with a fresh certificate ([`node`]), and relays
+//! each channel the client opens ([`relay`]) through the recording seam.
+
+pub mod node;
+pub mod relay;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use russh::server::{self, ChannelOpenHandle, Session};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use recorder::{ChannelKind, SessionMeta, SessionTap};
+
+use crate::config::Target;
+use crate::directory::Identity;
+use crate::server::Bastion;
+use node::NodeLink;
+use relay::{Relay, RelayKind};
+
+/// How long the client waits for the node to answer a channel request.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every relay of a session shares.
+pub struct SessionCtx {
+    /// Random id naming the session in logs, certificates and recordings.
+    pub id: String,
+    pub bastion: Arc<Bastion>,
+    pub identity: Arc<Identity>,
+    pub target: Target,
+    pub login: String,
+    pub client_addr: SocketAddr,
+    pub started: Instant,
+    /// Milliseconds since `started` of the last relayed byte or request,
+    /// for the idle timeout.
+    last_activity_ms: AtomicU64,
+    /// The recording seam for this session.
+    pub tap: SessionTap,
+}
+
+impl SessionCtx {
+    /// Marks activity (resets the idle clock).
+    pub fn touch(&self) {
+        self.last_activity_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    pub fn policy_identity(&self) -> policy::Identity<'_> {
+        policy::Identity {
+            user: &self.identity.user,
+            groups: &self.identity.groups,
+        }
+    }
+
+    pub fn policy_target(&self) -> policy::Target<'_> {
+        policy_target(&self.target)
+    }
+}
+
+pub fn policy_target(t: &Target) -> policy::Target<'_> {
+    policy::Target {
+        name: &t.name,
+        labels: &t.labels,
+        logins: &t.logins,
+        allow_local_forwarding: t.allow_local_forwarding,
+        allow_remote_forwarding: t.allow_remote_forwarding,
+    }
+}
+
+/// A random session id: 16 hex digits.
+pub fn new_session_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Per-connection proxy state; the connection's russh handler forwards its
+/// callbacks here.
+pub struct ProxyConn {
+    bastion: Arc<Bastion>,
+    identity: Arc<Identity>,
+    target: Target,
+    client_addr: SocketAddr,
+    /// Set once the login is authorised and the session has started (or
+    /// failed to start, with the message the user should read).
+    ctx: Option<Result<Arc<SessionCtx>, String>>,
+    /// The node connection, made at the first channel open.
+    node: Option<Result<NodeLink, String>>,
+    /// Per client channel: the replies the relay owes, in request order.
+    replies: HashMap<ChannelId, mpsc::UnboundedReceiver<oneshot::Receiver<bool>>>,
+    client_handle: Option<server::Handle>,
+    /// Stops the watchdog when the connection (and so this struct) goes away.
+    watchdog: Option<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for ProxyConn {
+    fn drop(&mut self) {
+        if let Some(Ok(ctx)) = &self.ctx {
+            info!(
+                session = %ctx.id, user = %ctx.identity.user, target = %ctx.target.name,
+                duration_s = ctx.started.elapsed().as_secs(), "session ended"
+            );
+        }
+    }
+}
+
+impl ProxyConn {
+    pub fn new(bastion: Arc<Bastion>, identity: Arc<Identity>, target: Target, client_addr: SocketAddr) -> Self {
+        ProxyConn {
+            bastion,
+            identity,
+            target,
+            client_addr,
+            ctx: None,
+            node: None,
+            replies: HashMap::new(),
+            client_handle: None,
+            watchdog: None,
+        }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Whether the user may log in to the target as `login`.
+    pub fn authorize_login(&self, login: &str) -> policy::Decision {
+        let id = policy::Identity {
+            user: &self.identity.user,
+            groups: &self.identity.groups,
+        };
+        policy::decide(&id, &policy_target(&self.target), &policy::Request::Login(login))
+    }
+
+    /// Starts the session once the client is authenticated as `login`:
+    /// opens the recording (or keeps the reason it could not) and starts the
+    /// watchdog for idle and maximum time.
+    pub fn start(&mut self, login: &str, handle: server::Handle) {
+        let id = new_session_id();
+        let meta = SessionMeta {
+            session_id: id.clone(),
+            user: self.identity.user.clone(),
+            groups: self.identity.groups.clone(),
+            client: self.client_addr.to_string(),
+            target: self.target.name.clone(),
+            login: login.to_string(),
+            factors: self.identity.factors.clone(),
+            started: SystemTime::now(),
+            record_input: true,
+        };
+        self.client_handle = Some(handle.clone());
+        let result = match self.bastion.sink.start(&meta) {
+            Ok(tap) => {
+                let ctx = Arc::new(SessionCtx {
+                    id: id.clone(),
+                    bastion: self.bastion.clone(),
+                    identity: self.identity.clone(),
+                    target: self.target.clone(),
+                    login: login.to_string(),
+                    client_addr: self.client_addr,
+                    started: Instant::now(),
+                    last_activity_ms: AtomicU64::new(0),
+                    tap,
+                });
+                info!(
+                    session = %id, user = %self.identity.user, target = %self.target.name,
+                    login, client = %self.client_addr, "session started"
+                );
+                self.watchdog = Some(AbortOnDrop(tokio::spawn(watchdog(ctx.clone(), handle))));
+                Ok(ctx)
+            }
+            Err(e) => {
+                warn!(session = %id, user = %self.identity.user, error = %e, "session refused: recording cannot start");
+                Err(format!("the session cannot be recorded, so it is not started ({e})"))
+            }
+        };
+        self.ctx = Some(result);
+    }
+
+    fn ctx(&self) -> Result<Arc<SessionCtx>, String> {
+        match &self.ctx {
+            Some(Ok(c)) => Ok(c.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("session not started".into()),
+        }
+    }
+
+    /// The node connection, connecting at the first call.
+    async fn node(&mut self) -> Result<(Arc<SessionCtx>, NodeLink), String> {
+        let ctx = self.ctx()?;
+        if self.node.is_none() {
+            let handle = self.client_handle.clone().ok_or("no client handle")?;
+            let link = node::connect(ctx.clone(), handle).await;
+            if let Err(e) = &link {
+                warn!(session = %ctx.id, target = %ctx.target.name, error = %e, "cannot reach node");
+            }
+            self.node = Some(link);
+        }
+        match self.node.as_ref().expect("set above") {
+            Ok(link) => Ok((ctx, link.clone())),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// A session channel: open the matching channel on the node and relay.
+    /// If the node cannot be reached the channel is accepted only to tell
+    /// the user why, on stderr, and closed with exit status 255.
+    pub async fn open_session(&mut self, channel: Channel<server::Msg>, reply: ChannelOpenHandle) {
+        let (ctx, link) = match self.node().await {
+            Ok(x) => x,
+            Err(message) => {
+                reply.accept().await;
+                tokio::spawn(explain_and_close(channel, message));
+                return;
+            }
+        };
+        let node_channel = match link.handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(session = %ctx.id, error = %e, "node refused a session channel");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return;
+            }
+        };
+        let tap = match ctx.tap.channel(ChannelKind::Session).await {
+            Ok(t) => t,
+            Err(e) => {
+                reply.accept().await;
+                tokio::spawn(explain_and_close(channel, e.to_string()));
+                return;
+            }
+        };
+        reply.accept().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.replies.insert(channel.id(), rx);
+        Relay {
+            ctx,
+            client: channel,
+            node: node_channel,
+            tap,
+            kind: RelayKind::Session,
+            replies: Some(tx),
+            client_handle: self.client_handle.clone().expect("set at start"),
+        }
+        .spawn();
+    }
+
+    /// `-L` / `-D` from the client: the node makes the TCP connection, so
+    /// the node's own sshd rules apply on top of ours.
+    pub async fn open_direct_tcpip(
+        &mut self,
+        channel: Channel<server::Msg>,
+        host: &str,
+        port: u32,
+        originator: (&str, u32),
+        reply: ChannelOpenHandle,
+    ) {
+        let (ctx, link) = match self.node().await {
+            Ok(x) => x,
+            Err(_) => {
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return;
+            }
+        };
+        let decision = policy::decide(
+            &ctx.policy_identity(),
+            &ctx.policy_target(),
+            &policy::Request::LocalForward { host, port },
+        );
+        if let policy::Decision::Deny(why) = decision {
+            info!(session = %ctx.id, host, port, reason = %why, "forward refused");
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            return;
+        }
+        let node_channel = match link
+            .handle
+            .channel_open_direct_tcpip(host, port, originator.0, originator.1)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                info!(session = %ctx.id, host, port, error = %e, "node could not open forward");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return;
+            }
+        };
+        let kind = ChannelKind::DirectTcpip {
+            host: host.to_string(),
+            port,
+        };
+        let Ok(tap) = ctx.tap.channel(kind).await else {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return;
+        };
+        reply.accept().await;
+        Relay {
+            ctx,
+            client: channel,
+            node: node_channel,
+            tap,
+            kind: RelayKind::Forward,
+            replies: None,
+            client_handle: self.client_handle.clone().expect("set at start"),
+        }
+        .spawn();
+    }
+
+    /// `-R` from the client: ask the node to listen; connections come back
+    /// through `node::NodeHandler`.
+    pub async fn tcpip_forward(&mut self, address: &str, port: &mut u32) -> bool {
+        let Ok((ctx, link)) = self.node().await else {
+            return false;
+        };
+        let decision = policy::decide(
+            &ctx.policy_identity(),
+            &ctx.policy_target(),
+            &policy::Request::RemoteForward { address, port: *port },
+        );
+        if let policy::Decision::Deny(why) = decision {
+            info!(session = %ctx.id, address, port = *port, reason = %why, "remote forward refused");
+            return false;
+        }
+        match link.handle.tcpip_forward(address, *port).await {
+            Ok(bound) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub async fn cancel_tcpip_forward(&mut self, address: &str, port: u32) -> bool {
+        let Ok((_, link)) = self.node().await else {
+            return false;
+        };
+        link.handle.cancel_tcpip_forward(address, port).await.is_ok()
+    }
+
+    /// Answers the client's channel request with what the node (or our
+    /// policy) said, in order.
+    pub async fn answer_request(&mut self, channel: ChannelId, session: &mut Session) {
+        let ok = match self.replies.get_mut(&channel) {
+            None => false,
+            Some(queue) => match tokio::time::timeout(REPLY_TIMEOUT, queue.recv()).await {
+                Ok(Some(rx)) => matches!(tokio::time::timeout(REPLY_TIMEOUT, rx).await, Ok(Ok(true))),
+                _ => false,
+            },
+        };
+        let _ = if ok {
+            session.channel_success(channel)
+        } else {
+            session.channel_failure(channel)
+        };
+    }
+
+    pub fn channel_closed(&mut self, channel: ChannelId) {
+        self.replies.remove(&channel);
+    }
+}
+
+/// Tells the user on stderr why nothing happens, and closes the channel.
+async fn explain_and_close(channel: Channel<server::Msg>, message: String) {
+    let text = format!("bastion: {message}\r\n");
+    let _ = channel
+        .extended_data_bytes(1, bytes::Bytes::from(text.into_bytes()))
+        .await;
+    let _ = channel.exit_status(255).await;
+    let _ = channel.eof().await;
+    let _ = channel.close().await;
+}
+
+/// Closes the session when it has been idle too long, has run too long, or
+/// the bastion is shutting down past its grace period.
+async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle) {
+    let server = &ctx.bastion.config.server;
+    let mut forced = ctx.bastion.shutdown.forced();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let reason = loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = forced.recv() => break "the bastion is shutting down".to_string(),
+        }
+        if ctx.idle_for() >= server.idle_timeout {
+            break format!("idle for {}; session closed", humantime::format_duration(server.idle_timeout));
+        }
+        if ctx.started.elapsed() >= server.max_session {
+            break format!(
+                "maximum session length of {} reached; session closed",
+                humantime::format_duration(server.max_session)
+            );
+        }
+    };
+    info!(session = %ctx.id, user = %ctx.identity.user, %reason, "closing session");
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, format!("bastion: {reason}"), "en".into())
+        .await;
+}

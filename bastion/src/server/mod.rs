@@ -1,0 +1,236 @@
+//! The listener: accepts TCP connections within limits, runs the outer SSH
+//! server on each, and drains on shutdown.
+//!
+//! Shutdown follows mini-redis: every connection task holds a clone of a
+//! drop-guard sender; after SIGTERM the accept loop stops, the server waits
+//! for the guards to drop (sessions finishing on their own) up to the grace
+//! period, then broadcasts a forced stop that disconnects what is left.
+
+pub mod inner;
+pub mod limits;
+pub mod outer;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use russh::keys::Certificate;
+use russh::{MethodKind, MethodSet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use recorder::Sink;
+
+use crate::ca::Authority;
+use crate::config::Config;
+use crate::directory::EmbeddedDirectory;
+use limits::{Admission, ConnectionLimits};
+
+/// How long a client may take to authenticate (like sshd's LoginGraceTime).
+const LOGIN_GRACE: Duration = Duration::from_secs(60);
+/// Host certificates for targets are re-issued at start-up with this lifetime.
+const HOST_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Everything a connection needs, shared read-only.
+pub struct Bastion {
+    pub config: Arc<Config>,
+    pub authority: Authority,
+    pub directory: EmbeddedDirectory,
+    /// Where sessions are recorded; a session whose recording cannot start is refused.
+    pub sink: Arc<dyn Sink>,
+    /// The outer server (what `ssh bastion` talks to).
+    pub outer_config: Arc<russh::server::Config>,
+    /// Per target: the inner server presenting that target's host certificate.
+    pub inner_configs: HashMap<String, Arc<russh::server::Config>>,
+    /// Client settings towards nodes with pinned keys.
+    pub node_config: Arc<russh::client::Config>,
+    /// Client settings towards nodes with a host CA (asks for certificates first).
+    pub node_config_with_host_certs: Arc<russh::client::Config>,
+    pub shutdown: Shutdown,
+    pub limits: ConnectionLimits,
+}
+
+/// The forced-stop broadcast.
+pub struct Shutdown {
+    forced: broadcast::Sender<()>,
+}
+
+impl Shutdown {
+    /// A receiver that fires when remaining sessions must close now.
+    pub fn forced(&self) -> broadcast::Receiver<()> {
+        self.forced.subscribe()
+    }
+}
+
+impl Bastion {
+    /// Loads keys and builds the SSH configurations from a parsed config.
+    pub fn new(config: Config, sink: Arc<dyn Sink>) -> Result<Arc<Bastion>> {
+        let s = &config.server;
+        let authority = Authority::load(&s.host_key, &s.host_ca, &s.user_ca)?;
+        let outer_config = Arc::new(russh::server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
+            methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password, MethodKind::KeyboardInteractive][..]),
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![authority.host_key.clone()],
+            inactivity_timeout: Some(s.idle_timeout + Duration::from_secs(60)),
+            keepalive_interval: Some(s.keepalive_interval),
+            keepalive_max: 3,
+            nodelay: true,
+            max_auth_attempts: 6,
+            ..Default::default()
+        });
+        let mut inner_configs = HashMap::new();
+        for t in &config.targets {
+            let cert: Certificate = authority
+                .host_certificate(&[t.name.as_str()], &format!("bastion inner host {}", t.name), HOST_CERT_VALIDITY)
+                .with_context(|| format!("signing the host certificate for {}", t.name))?;
+            let inner = russh::server::Config {
+                server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
+                methods: MethodSet::from(&[MethodKind::None, MethodKind::KeyboardInteractive][..]),
+                auth_rejection_time: Duration::from_millis(100),
+                auth_rejection_time_initial: Some(Duration::ZERO),
+                keys: vec![authority.host_key.clone()],
+                certificates: vec![cert],
+                // The outer connection carries keepalives and idle checks.
+                inactivity_timeout: None,
+                keepalive_interval: None,
+                nodelay: true,
+                ..Default::default()
+            };
+            inner_configs.insert(t.name.clone(), Arc::new(inner));
+        }
+        let node_config = || russh::client::Config {
+            keepalive_interval: Some(s.keepalive_interval),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        };
+        let mut with_certs = node_config();
+        with_certs.preferred.host_key_certificates = with_certs.preferred.key.clone();
+        let node_config = node_config();
+        let directory = EmbeddedDirectory::new(&config);
+        let limits = ConnectionLimits::new(s.max_connections, s.max_connections_per_source);
+        let (forced, _) = broadcast::channel(1);
+        Ok(Arc::new(Bastion {
+            config: Arc::new(config),
+            authority,
+            directory,
+            sink,
+            outer_config,
+            inner_configs,
+            node_config: Arc::new(node_config),
+            node_config_with_host_certs: Arc::new(with_certs),
+            shutdown: Shutdown { forced },
+            limits,
+        }))
+    }
+}
+
+/// Accepts connections until `stop` resolves, then drains.
+pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Future<Output = ()>) -> Result<()> {
+    let local = listener.local_addr()?;
+    info!(listen = %local, targets = bastion.config.targets.len(), "bastion listening");
+    let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let admission = match bastion.limits.admit(peer.ip()) {
+                    Ok(a) => a,
+                    Err(why) => {
+                        warn!(client = %peer, reason = why, "connection refused");
+                        continue;
+                    }
+                };
+                let b = bastion.clone();
+                let guard = guard_tx.clone();
+                tokio::spawn(async move {
+                    run_connection(b, socket, peer, admission).await;
+                    drop(guard);
+                });
+            }
+        }
+    }
+    drop(listener);
+    drop(guard_tx);
+    let grace = bastion.config.server.shutdown_grace;
+    info!(grace = %humantime::format_duration(grace), "stopped accepting; waiting for sessions to finish");
+    if tokio::time::timeout(grace, guard_rx.recv()).await.is_err() {
+        warn!("grace period over; closing remaining sessions");
+        let _ = bastion.shutdown.forced.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), guard_rx.recv()).await;
+    }
+    info!("bastion stopped");
+    Ok(())
+}
+
+/// One outer connection, from handshake to disconnect.
+async fn run_connection(bastion: Arc<Bastion>, socket: TcpStream, peer: SocketAddr, _admission: Admission) {
+    let _ = socket.set_nodelay(true);
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let handler = outer::OuterHandler::new(bastion.clone(), peer, authenticated.clone());
+    let mut forced = bastion.shutdown.forced();
+    let session = match tokio::time::timeout(
+        LOGIN_GRACE,
+        russh::server::run_stream(bastion.outer_config.clone(), socket, handler),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(client = %peer, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(client = %peer, "no SSH banner within the login grace time");
+            return;
+        }
+    };
+    let handle = session.handle();
+    tokio::pin!(session);
+    let login_deadline = tokio::time::sleep(LOGIN_GRACE);
+    tokio::pin!(login_deadline);
+    let mut deadline_armed = true;
+    loop {
+        tokio::select! {
+            result = &mut session => {
+                if let Err(e) = result {
+                    debug!(client = %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = &mut login_deadline, if deadline_armed => {
+                deadline_armed = false;
+                if !authenticated.load(Ordering::Relaxed) {
+                    info!(client = %peer, "login grace time over; disconnecting");
+                    let _ = handle
+                        .disconnect(russh::Disconnect::ByApplication, "login grace time over".into(), "en".into())
+                        .await;
+                }
+            }
+            _ = forced.recv() => {
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, "bastion: shutting down".into(), "en".into())
+                    .await;
+                let _ = tokio::time::timeout(Duration::from_secs(3), &mut session).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The outer connection: what `ssh bastion` and the first hop of `ssh -J`
+//! talk to.
+//!
+//! It authenticates the engineer, then serves one of three things:
+//! * `direct-tcpip` to a target's SSH port (ProxyJump): an inner SSH server
+//!   on that channel ([`super::inner`]);
+//! * session channels when the user name is `user:login@target` (direct
+//!   mode): relayed to the node like an inner connection;
+//! * session channels otherwise: bastion commands (`targets`, `whoami`…),
+//!   never a shell.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use russh::keys::PublicKey;
+use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
+use tracing::{info, warn};
+
+use crate::commands;
+use crate::directory::Identity;
+use crate::proxy::ProxyConn;
+
+use super::Bastion;
+
+/// A user name as typed: `alice`, or `alice:root@node-1` for direct mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginName {
+    pub user: String,
+    /// `(login, target)` in direct mode.
+    pub direct: Option<(String, String)>,
+}
+
+/// Splits `user[:login@target]`; `None` when it is malformed.
+pub fn parse_login_name(raw: &str) -> Option<LoginName> {
+    match raw.split_once(':') {
+        None => crate::config::valid_name(raw).then(|| LoginName {
+            user: raw.to_string(),
+            direct: None,
+        }),
+        Some((user, rest)) => {
+            let (login, target) = rest.rsplit_once('@')?;
+            let ok = crate::config::valid_name(user) && crate::config::valid_name(login) && crate::config::valid_name(target);
+            ok.then(|| LoginName {
+                user: user.to_string(),
+                direct: Some((login.to_string(), target.to_string())),
+            })
+        }
+    }
+}
+
+pub struct OuterHandler {
+    bastion: Arc<Bastion>,
+    peer: SocketAddr,
+    /// Read by the connection task to enforce the login grace time.
+    authenticated: Arc<AtomicBool>,
+    identity: Option<Arc<Identity>>,
+    /// Direct mode: the login and the proxy to the target.
+    direct: Option<(String, ProxyConn)>,
+    /// Session channels running bastion commands.
+    command_channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl OuterHandler {
+    pub fn new(bastion: Arc<Bastion>, peer: SocketAddr, authenticated: Arc<AtomicBool>) -> Self {
+        OuterHandler {
+            bastion,
+            peer,
+            authenticated,
+            identity: None,
+            direct: None,
+            command_channels: HashMap::new(),
+        }
+    }
+
+    /// The user proved who they are with `factor`: settle identity and, in
+    /// direct mode, whether the login on the target is allowed.
+    fn accept(&mut self, name: &LoginName, factor: &str) -> Auth {
+        let Some(identity) = self.bastion.directory.identity(&name.user, factor) else {
+            return Auth::reject();
+        };
+        if let Some((login, target_name)) = &name.direct {
+            let Some(target) = self.bastion.config.target(target_name) else {
+                warn!(user = %name.user, target = %target_name, client = %self.peer, "direct mode: unknown target");
+                return Auth::reject();
+            };
+            let proxy = ProxyConn::new(self.bastion.clone(), identity.clone(), target.clone(), self.peer);
+            if let policy::Decision::Deny(why) = proxy.authorize_login(login) {
+                warn!(user = %name.user, target = %target_name, reason = %why, "login refused");
+                return Auth::reject();
+            }
+            self.direct = Some((login.clone(), proxy));
+        }
+        info!(user = %identity.user, factor, client = %self.peer, "authenticated");
+        self.identity = Some(identity);
+        Auth::Accept
+    }
+
+    fn key_matches(&self, raw_user: &str, key: &PublicKey) -> Option<LoginName> {
+        let name = parse_login_name(raw_user)?;
+        self.bastion.directory.key_matches(&name.user, key).then_some(name)
+    }
+
+    async fn check_password(&mut self, raw_user: &str, password: String) -> Auth {
+        let Some(name) = parse_login_name(raw_user) else {
+            return Auth::reject();
+        };
+        let bastion = self.bastion.clone();
+        let user = name.user.clone();
+        let ok = tokio::task::spawn_blocking(move || bastion.directory.password_matches(&user, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            self.accept(&name, "password")
+        } else {
+            warn!(user = %name.user, client = %self.peer, "authentication failed");
+            Auth::reject()
+        }
+    }
+
+    fn proxy(&mut self) -> Option<&mut ProxyConn> {
+        self.direct.as_mut().map(|(_, p)| p)
+    }
+}
+
+impl Handler for OuterHandler {
+    type Error = anyhow::Error;
+
+    async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
+        Ok(match self.key_matches(user, offer.public_key) {
+            Some(_) => Auth::Accept,
+            None => Auth::reject(),
+        })
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        Ok(match self.key_matches(user, key.public_key) {
+            Some(name) => self.accept(&name, "publickey"),
+            None => Auth::reject(),
+        })
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.check_password(user, password.to_string()).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        match response {
+            None => Ok(Auth::Partial {
+                name: "".into(),
+                instructions: "".into(),
+                prompts: vec![("Password: ".into(), false)].into(),
+            }),
+            Some(mut answers) => {
+                let password = answers
+                    .next()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                match self.check_password(user, password).await {
+                    Auth::Accept => Ok(Auth::Accept),
+                    _ => Ok(Auth::Reject {
+                        proceed_with_methods: Some(MethodSet::from(
+                            &[MethodKind::PublicKey, MethodKind::Password, MethodKind::KeyboardInteractive][..],
+                        )),
+                        partial_success: false,
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.authenticated.store(true, Ordering::Relaxed);
+        let handle = session.handle();
+        if let Some((login, proxy)) = self.direct.as_mut() {
+            let login = login.clone();
+            proxy.start(&login, handle);
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(proxy) = self.proxy() {
+            proxy.open_session(channel, reply).await;
+        } else {
+            self.command_channels.insert(channel.id(), channel);
+            reply.accept().await;
+        }
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(proxy) = self.proxy() {
+            proxy
+                .open_direct_tcpip(channel, host, port, (originator_address, originator_port), reply)
+                .await;
+            return Ok(());
+        }
+        let identity = self.identity.clone().expect("channels open only after authentication");
+        match self.bastion.config.target(host) {
+            Some(target) if port == 22 => {
+                info!(user = %identity.user, target = %target.name, client = %self.peer, "jump to target");
+                reply.accept().await;
+                super::inner::spawn(self.bastion.clone(), identity, target.clone(), channel, self.peer);
+            }
+            Some(target) => {
+                warn!(user = %identity.user, target = %target.name, port, "refused: only the SSH port of a target is reachable");
+                reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            }
+            None => {
+                warn!(user = %identity.user, host, port, client = %self.peer, "refused: unknown target");
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pw: u32,
+        _ph: u32,
+        _modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.proxy() {
+            Some(p) => p.answer_request(channel, session).await,
+            None => session.channel_success(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        _value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.proxy() {
+            Some(p) => p.answer_request(channel, session).await,
+            None => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(p) = self.proxy() {
+            p.answer_request(channel, session).await;
+            return Ok(());
+        }
+        session.channel_success(channel)?;
+        self.run_command(channel, "help --shell");
+        Ok(())
+    }
+
+    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(p) = self.proxy() {
+            p.answer_request(channel, session).await;
+            return Ok(());
+        }
+        session.channel_success(channel)?;
+        let line = String::from_utf8_lossy(data).into_owned();
+        self.run_command(channel, &line);
+        Ok(())
+    }
+
+    async fn subsystem_request(&mut self, channel: ChannelId, _name: &str, session: &mut Session) -> Result<(), Self::Error> {
+        match self.proxy() {
+            Some(p) => p.answer_request(channel, session).await,
+            None => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single: bool,
+        _proto: &str,
+        _cookie: &str,
+        _screen: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    async fn signal(&mut self, _channel: ChannelId, _signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+        Ok(match self.proxy() {
+            Some(p) => p.tcpip_forward(address, port).await,
+            None => false,
+        })
+    }
+
+    async fn cancel_tcpip_forward(&mut self, address: &str, port: u32, _session: &mut Session) -> Result<bool, Self::Error> {
+        Ok(match self.proxy() {
+            Some(p) => p.cancel_tcpip_forward(address, port).await,
+            None => false,
+        })
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(p) = self.proxy() {
+            p.channel_closed(channel);
+        }
+        self.command_channels.remove(&channel);
+        Ok(())
+    }
+}
+
+impl OuterHandler {
+    /// Runs a bastion command on a command channel and closes it.
+    fn run_command(&mut self, channel: ChannelId, line: &str) {
+        let Some(ch) = self.command_channels.remove(&channel) else {
+            return;
+        };
+        let identity = self.identity.clone().expect("commands run only after authentication");
+        let ctx = commands::CommandCtx {
+            bastion: self.bastion.clone(),
+            identity,
+            client: self.peer,
+        };
+        let line = line.to_string();
+        tokio::spawn(async move {
+            let out = commands::run(&ctx, &line).await;
+            if !out.stdout.is_empty() {
+                let _ = ch.data_bytes(out.stdout).await;
+            }
+            if !out.stderr.is_empty() {
+                let _ = ch.extended_data_bytes(1, out.stderr).await;
+            }
+            let _ = ch.exit_status(out.status).await;
+            let _ = ch.eof().await;
+            let _ = ch.close().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_names() {
+        assert_eq!(
+            parse_login_name("alice"),
+            Some(LoginName {
+                user: "alice".into(),
+                direct: None
+            })
+        );
+        assert_eq!(
+            parse_login_name("alice:root@node-1"),
+            Some(LoginName {
+                user: "alice".into(),
+                direct: Some(("root".into(), "node-1".into()))
+            })
+        );
+        assert_eq!(parse_login_name("alice:root"), None);
+        assert_eq!(parse_login_name("alice:@node-1"), None);
+        assert_eq!(parse_login_name("a b"), None);
+        assert_eq!(parse_login_name("alice:root@node-1@x"), None);
+        assert_eq!(parse_login_name(""), None);
+    }
+}
