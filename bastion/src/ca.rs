@@ -65,7 +65,10 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKey> {
     }
     let key = PrivateKey::read_openssh_file(path).with_context(|| format!("parsing {}", path.display()))?;
     if key.is_encrypted() {
-        bail!("{} is passphrase-protected; the bastion needs it unencrypted", path.display());
+        bail!(
+            "{} is passphrase-protected; the bastion needs it unencrypted",
+            path.display()
+        );
     }
     Ok(key)
 }
@@ -92,7 +95,10 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn random_serial() -> u64 {
@@ -169,7 +175,10 @@ impl Authority {
     /// The line clients put in `known_hosts` to trust every target (and the
     /// bastion itself) through the host CA.
     pub fn known_hosts_line(&self, pattern: &str) -> Result<String> {
-        Ok(format!("@cert-authority {pattern} {}", self.host_ca.public_key().to_openssh()?))
+        Ok(format!(
+            "@cert-authority {pattern} {}",
+            self.host_ca.public_key().to_openssh()?
+        ))
     }
 
     /// The line nodes put in their `TrustedUserCAKeys` file.
@@ -204,7 +213,9 @@ pub fn verify_node_host_key(
                 return if pins.iter().any(|p| p.key_data() == inner) {
                     Ok(())
                 } else {
-                    Err(format!("target {name} presented a host certificate but no host CA is configured for it"))
+                    Err(format!(
+                        "target {name} presented a host certificate but no host CA is configured for it"
+                    ))
                 };
             };
             if cert.cert_type() != certificate::CertType::Host {
@@ -252,7 +263,9 @@ mod tests {
     #[test]
     fn host_certificate_verifies_against_its_ca_and_name() {
         let a = authority();
-        let cert = a.host_certificate(&["node-1"], "node-1", Duration::from_secs(3600)).unwrap();
+        let cert = a
+            .host_certificate(&["node-1"], "node-1", Duration::from_secs(3600))
+            .unwrap();
         let presented = russh::keys::PublicKeyOrCertificate::Certificate(cert);
         let ca = a.host_ca.public_key().clone();
         assert!(verify_node_host_key(&presented, &[], Some(&ca), "node-1").is_ok());

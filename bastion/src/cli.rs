@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "bastion", version, about = "SSH jump host: ProxyJump to nodes with short-lived certificates, every session recorded")]
+#[command(
+    name = "bastion",
+    version,
+    about = "SSH jump host: ProxyJump to nodes with short-lived certificates, every session recorded"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text")]

@@ -237,7 +237,10 @@ impl Config {
                 lines.error(
                     format!("server.{key}"),
                     s,
-                    format!("`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"", s.get_ref()),
+                    format!(
+                        "`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"",
+                        s.get_ref()
+                    ),
                 )
             }),
         };
@@ -246,7 +249,10 @@ impl Config {
             lines.error(
                 "server.listen",
                 &rs.listen,
-                format!("`{}` is not an address:port such as \"0.0.0.0:22\"", rs.listen.get_ref()),
+                format!(
+                    "`{}` is not an address:port such as \"0.0.0.0:22\"",
+                    rs.listen.get_ref()
+                ),
             )
         })?;
         let server = ServerConfig {
@@ -272,7 +278,8 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]),
         };
-        if server.node_cert_validity < Duration::from_secs(30) || server.node_cert_validity > Duration::from_secs(3600) {
+        if server.node_cert_validity < Duration::from_secs(30) || server.node_cert_validity > Duration::from_secs(3600)
+        {
             return Err(lines.error(
                 "server.node_cert_validity",
                 rs.node_cert_validity.as_ref().expect("default is in range"),
@@ -280,8 +287,12 @@ impl Config {
             ));
         }
         let recording = match &raw.recording {
-            Some(r) => RecordingConfig { dir: path(&r.get_ref().dir) },
-            None => RecordingConfig { dir: base_dir.join("recordings") },
+            Some(r) => RecordingConfig {
+                dir: path(&r.get_ref().dir),
+            },
+            None => RecordingConfig {
+                dir: base_dir.join("recordings"),
+            },
         };
 
         let mut targets: Vec<Target> = Vec::new();
@@ -299,7 +310,12 @@ impl Config {
             if targets.iter().any(|o| o.name == name) {
                 return Err(lines.error(key("name"), &t.name, format!("target `{name}` is declared twice")));
             }
-            if t.address.get_ref().rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            if t.address
+                .get_ref()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
                 return Err(lines.error(
                     key("address"),
                     &t.address,
@@ -311,9 +327,10 @@ impl Config {
             }
             let mut host_keys = Vec::new();
             for (j, k) in t.host_keys.iter().enumerate() {
-                host_keys.push(parse_public_key(k.get_ref()).map_err(|e| {
-                    lines.error(format!("targets[{i}].host_keys[{j}]"), k, e)
-                })?);
+                host_keys.push(
+                    parse_public_key(k.get_ref())
+                        .map_err(|e| lines.error(format!("targets[{i}].host_keys[{j}]"), k, e))?,
+                );
             }
             let host_ca = match &t.host_ca {
                 None => None,
@@ -347,7 +364,11 @@ impl Config {
             let key = |k: &str| format!("users[{i}].{k}");
             let name = u.name.get_ref().clone();
             if !valid_name(&name) {
-                return Err(lines.error(key("name"), &u.name, "a user name is letters, digits, '-', '_' and '.' only"));
+                return Err(lines.error(
+                    key("name"),
+                    &u.name,
+                    "a user name is letters, digits, '-', '_' and '.' only",
+                ));
             }
             if users.iter().any(|o| o.name == name) {
                 return Err(lines.error(key("name"), &u.name, format!("user `{name}` is declared twice")));
@@ -363,7 +384,9 @@ impl Config {
             }
             let mut keys = Vec::new();
             for (j, k) in u.keys.iter().enumerate() {
-                keys.push(parse_public_key(k.get_ref()).map_err(|e| lines.error(format!("users[{i}].keys[{j}]"), k, e))?);
+                keys.push(
+                    parse_public_key(k.get_ref()).map_err(|e| lines.error(format!("users[{i}].keys[{j}]"), k, e))?,
+                );
             }
             users.push(User {
                 name,
@@ -480,7 +503,10 @@ groups = ["k8s-ops"]
 
     #[test]
     fn bad_host_key_names_index_and_line() {
-        let text = base().replace(&format!("host_keys = [\"{KEY}\"]"), "host_keys = [\"ssh-ed25519 garbage\"]");
+        let text = base().replace(
+            &format!("host_keys = [\"{KEY}\"]"),
+            "host_keys = [\"ssh-ed25519 garbage\"]",
+        );
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "targets[0].host_keys[0]");
         assert_eq!(e.line, 14);
@@ -495,7 +521,10 @@ groups = ["k8s-ops"]
 
     #[test]
     fn bad_duration_is_explained() {
-        let text = base().replace("recording_key = \"keys/rec\"", "recording_key = \"keys/rec\"\nidle_timeout = \"soon\"");
+        let text = base().replace(
+            "recording_key = \"keys/rec\"",
+            "recording_key = \"keys/rec\"\nidle_timeout = \"soon\"",
+        );
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "server.idle_timeout");
         assert_eq!(e.line, 8);
@@ -503,7 +532,8 @@ groups = ["k8s-ops"]
 
     #[test]
     fn duplicate_target_is_refused() {
-        let t = "[[targets]]\nname = \"node-1\"\naddress = \"127.0.0.1:1\"\nlogins = [\"root\"]\nhost_keys = [\"K\"]\n".replace('K', KEY);
+        let t = "[[targets]]\nname = \"node-1\"\naddress = \"127.0.0.1:1\"\nlogins = [\"root\"]\nhost_keys = [\"K\"]\n"
+            .replace('K', KEY);
         let text = format!("{}\n{t}", base());
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "targets[1].name");

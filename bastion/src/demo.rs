@@ -85,7 +85,10 @@ pub async fn run(dir: &Path, port: u16) -> Result<()> {
         ),
     )?;
     let ssh_config = dir.join("ssh_config");
-    fs::write(&ssh_config, ssh_config_text(bastion_addr.port(), &dir, &identity, &known_hosts, &nodes, &login))?;
+    fs::write(
+        &ssh_config,
+        ssh_config_text(bastion_addr.port(), &dir, &identity, &known_hosts, &nodes, &login),
+    )?;
 
     let demo = serde_json::json!({
         "bastion": bastion_addr.to_string(),
@@ -162,10 +165,10 @@ fn current_login() -> String {
     // the name out before any other call could overwrite it.
     unsafe {
         let pw = libc::getpwuid(libc::geteuid());
-        if !pw.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str() {
-                return name.to_string();
-            }
+        if !pw.is_null()
+            && let Ok(name) = std::ffi::CStr::from_ptr((*pw).pw_name).to_str()
+        {
+            return name.to_string();
         }
     }
     std::env::var("USER").unwrap_or_else(|_| "root".into())
@@ -279,7 +282,11 @@ fn config_toml(
         ca::RECORDING_KEY
     );
     for n in nodes {
-        let role = NODES.iter().find(|(name, _)| *name == n.name).map(|(_, r)| *r).unwrap_or("worker");
+        let role = NODES
+            .iter()
+            .find(|(name, _)| *name == n.name)
+            .map(|(_, r)| *r)
+            .unwrap_or("worker");
         s.push_str(&format!(
             "\n[[targets]]\n\
              name = \"{}\"\n\

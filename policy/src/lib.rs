@@ -32,9 +32,15 @@ pub enum Request<'a> {
     Exec,
     Subsystem(&'a str),
     /// `-L` / `-D` through the node.
-    LocalForward { host: &'a str, port: u32 },
+    LocalForward {
+        host: &'a str,
+        port: u32,
+    },
     /// `-R` on the node.
-    RemoteForward { address: &'a str, port: u32 },
+    RemoteForward {
+        address: &'a str,
+        port: u32,
+    },
     AgentForward,
     X11Forward,
 }
@@ -79,14 +85,20 @@ pub fn decide(identity: &Identity<'_>, target: &Target<'_>, request: &Request<'_
             if target.allow_local_forwarding {
                 Decision::Allow
             } else {
-                Decision::Deny(format!("port forwarding to {host}:{port} through {} is not allowed", target.name))
+                Decision::Deny(format!(
+                    "port forwarding to {host}:{port} through {} is not allowed",
+                    target.name
+                ))
             }
         }
         Request::RemoteForward { address, port } => {
             if target.allow_remote_forwarding {
                 Decision::Allow
             } else {
-                Decision::Deny(format!("remote forwarding of {address}:{port} on {} is not allowed", target.name))
+                Decision::Deny(format!(
+                    "remote forwarding of {address}:{port} on {} is not allowed",
+                    target.name
+                ))
             }
         }
         Request::AgentForward => Decision::Deny("agent forwarding is off: the bastion never relays an agent".into()),
@@ -122,7 +134,10 @@ mod tests {
         let labels = BTreeMap::new();
         let logins = vec!["root".to_string()];
         let groups = vec![];
-        let id = Identity { user: "alice", groups: &groups };
+        let id = Identity {
+            user: "alice",
+            groups: &groups,
+        };
         let t = target(&labels, &logins);
         assert!(decide(&id, &t, &Request::Login("root")).is_allowed());
         let d = decide(&id, &t, &Request::Login("bob"));
@@ -137,7 +152,10 @@ mod tests {
         let labels = BTreeMap::new();
         let logins = vec!["root".to_string()];
         let groups = vec![];
-        let id = Identity { user: "alice", groups: &groups };
+        let id = Identity {
+            user: "alice",
+            groups: &groups,
+        };
         let t = target(&labels, &logins);
         assert!(!decide(&id, &t, &Request::AgentForward).is_allowed());
         assert!(!decide(&id, &t, &Request::X11Forward).is_allowed());

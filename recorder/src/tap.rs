@@ -51,13 +51,29 @@ pub enum ChannelKind {
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum ChannelEvent {
     Open(ChannelKind),
-    Pty { term: String, cols: u32, rows: u32 },
-    Resize { cols: u32, rows: u32 },
-    Env { name: String, value: String },
+    Pty {
+        term: String,
+        cols: u32,
+        rows: u32,
+    },
+    Resize {
+        cols: u32,
+        rows: u32,
+    },
+    Env {
+        name: String,
+        value: String,
+    },
     Shell,
-    Exec { command: String },
-    Subsystem { name: String },
-    Signal { name: String },
+    Exec {
+        command: String,
+    },
+    Subsystem {
+        name: String,
+    },
+    Signal {
+        name: String,
+    },
     /// Bytes relayed; `stderr` marks extended data of type 1.
     Data {
         direction: Direction,
@@ -66,11 +82,21 @@ pub enum ChannelEvent {
         bytes: Bytes,
         len: usize,
     },
-    Eof { direction: Direction },
-    ExitStatus { status: u32 },
-    ExitSignal { signal: String, core_dumped: bool },
+    Eof {
+        direction: Direction,
+    },
+    ExitStatus {
+        status: u32,
+    },
+    ExitSignal {
+        signal: String,
+        core_dumped: bool,
+    },
     /// A request the bastion refused, and why.
-    Refused { request: String, reason: String },
+    Refused {
+        request: String,
+        reason: String,
+    },
     Close,
 }
 

@@ -38,7 +38,14 @@ pub fn table(header: &[&str; 3], rows: &[[String; 3]]) -> String {
     }
     let mut out = String::new();
     let line = |cells: [&str; 3], out: &mut String| {
-        let s = format!("{:w0$}  {:w1$}  {}", cells[0], cells[1], cells[2], w0 = width[0], w1 = width[1]);
+        let s = format!(
+            "{:w0$}  {:w1$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            w0 = width[0],
+            w1 = width[1]
+        );
         out.push_str(s.trim_end());
         out.push('\n');
     };

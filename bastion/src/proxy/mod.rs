@@ -405,7 +405,10 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle) {
             _ = forced.recv() => break "the bastion is shutting down".to_string(),
         }
         if ctx.idle_for() >= server.idle_timeout {
-            break format!("idle for {}; session closed", humantime::format_duration(server.idle_timeout));
+            break format!(
+                "idle for {}; session closed",
+                humantime::format_duration(server.idle_timeout)
+            );
         }
         if ctx.started.elapsed() >= server.max_session {
             break format!(
@@ -416,6 +419,10 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle) {
     };
     info!(session = %ctx.id, user = %ctx.identity.user, %reason, "closing session");
     let _ = handle
-        .disconnect(russh::Disconnect::ByApplication, format!("bastion: {reason}"), "en".into())
+        .disconnect(
+            russh::Disconnect::ByApplication,
+            format!("bastion: {reason}"),
+            "en".into(),
+        )
         .await;
 }

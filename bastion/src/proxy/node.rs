@@ -121,7 +121,11 @@ pub async fn connect(ctx: Arc<SessionCtx>, client_handle: server::Handle) -> Res
     .map_err(|_| unreachable(&"connection timed out"))?
     .map_err(|e| unreachable(&e))?;
     let _ = stream.set_nodelay(true);
-    let handshake = tokio::time::timeout(server.node_connect_timeout, client::connect_stream(config, stream, handler)).await;
+    let handshake = tokio::time::timeout(
+        server.node_connect_timeout,
+        client::connect_stream(config, stream, handler),
+    )
+    .await;
     let mut handle = match handshake {
         Err(_) => return Err(unreachable(&"SSH handshake timed out")),
         Ok(Ok(h)) => h,

@@ -163,7 +163,11 @@ impl Upstream {
                     }
                 }
                 ChannelMsg::Eof => {
-                    self.tap.record(ChannelEvent::Eof { direction: Direction::Input }).await?;
+                    self.tap
+                        .record(ChannelEvent::Eof {
+                            direction: Direction::Input,
+                        })
+                        .await?;
                     let _ = to_node.eof().await;
                 }
                 ChannelMsg::Close => break,
@@ -186,7 +190,15 @@ impl Upstream {
                         .await?;
                     self.reply_from_node();
                     let _ = to_node
-                        .request_pty(true, &term, col_width, row_height, pix_width, pix_height, &terminal_modes)
+                        .request_pty(
+                            true,
+                            &term,
+                            col_width,
+                            row_height,
+                            pix_width,
+                            pix_height,
+                            &terminal_modes,
+                        )
                         .await;
                 }
                 ChannelMsg::SetEnv {
@@ -204,7 +216,8 @@ impl Upstream {
                         self.reply_from_node();
                         let _ = to_node.set_env(true, variable_name, variable_value).await;
                     } else {
-                        self.refuse("env", format!("{variable_name} is not in server.accept_env")).await?;
+                        self.refuse("env", format!("{variable_name} is not in server.accept_env"))
+                            .await?;
                     }
                 }
                 ChannelMsg::RequestShell { .. } => {
@@ -253,10 +266,16 @@ impl Upstream {
                             rows: row_height,
                         })
                         .await?;
-                    let _ = to_node.window_change(col_width, row_height, pix_width, pix_height).await;
+                    let _ = to_node
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await;
                 }
                 ChannelMsg::Signal { signal } => {
-                    self.tap.record(ChannelEvent::Signal { name: sig_name(&signal) }).await?;
+                    self.tap
+                        .record(ChannelEvent::Signal {
+                            name: sig_name(&signal),
+                        })
+                        .await?;
                     let _ = to_node.signal(signal).await;
                 }
                 // The handler answers these itself (always no); they are
@@ -299,7 +318,10 @@ impl Downstream {
         if let Err(e) = self.pump(&mut from_node, &to_client).await {
             warn!(session = %self.ctx.id, error = %e, "closing channel: recording failed");
             let _ = to_client
-                .extended_data_bytes(1, bytes::Bytes::from_static(b"\r\nbastion: recording failed; channel closed\r\n"))
+                .extended_data_bytes(
+                    1,
+                    bytes::Bytes::from_static(b"\r\nbastion: recording failed; channel closed\r\n"),
+                )
                 .await;
         }
         let _ = to_client.close().await;
@@ -337,7 +359,9 @@ impl Downstream {
                     }
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
-                    self.tap.record(ChannelEvent::ExitStatus { status: exit_status }).await?;
+                    self.tap
+                        .record(ChannelEvent::ExitStatus { status: exit_status })
+                        .await?;
                     let _ = to_client.exit_status(exit_status).await;
                 }
                 ChannelMsg::ExitSignal {
@@ -358,7 +382,11 @@ impl Downstream {
                         .await;
                 }
                 ChannelMsg::Eof => {
-                    self.tap.record(ChannelEvent::Eof { direction: Direction::Output }).await?;
+                    self.tap
+                        .record(ChannelEvent::Eof {
+                            direction: Direction::Output,
+                        })
+                        .await?;
                     let _ = to_client.eof().await;
                 }
                 ChannelMsg::Close => break,

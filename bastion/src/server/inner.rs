@@ -133,7 +133,13 @@ impl Handler for InnerHandler {
         Ok(())
     }
 
-    async fn env_request(&mut self, channel: ChannelId, _n: &str, _v: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _n: &str,
+        _v: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.proxy.answer_request(channel, session).await;
         Ok(())
     }
@@ -143,12 +149,22 @@ impl Handler for InnerHandler {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.proxy.answer_request(channel, session).await;
         Ok(())
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, _name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.proxy.answer_request(channel, session).await;
         Ok(())
     }
@@ -174,11 +190,21 @@ impl Handler for InnerHandler {
         Ok(())
     }
 
-    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         Ok(self.proxy.tcpip_forward(address, port).await)
     }
 
-    async fn cancel_tcpip_forward(&mut self, address: &str, port: u32, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         Ok(self.proxy.cancel_tcpip_forward(address, port).await)
     }
 

@@ -42,7 +42,9 @@ pub fn parse_login_name(raw: &str) -> Option<LoginName> {
         }),
         Some((user, rest)) => {
             let (login, target) = rest.rsplit_once('@')?;
-            let ok = crate::config::valid_name(user) && crate::config::valid_name(login) && crate::config::valid_name(target);
+            let ok = crate::config::valid_name(user)
+                && crate::config::valid_name(login)
+                && crate::config::valid_name(target);
             ok.then(|| LoginName {
                 user: user.to_string(),
                 direct: Some((login.to_string(), target.to_string())),
@@ -167,7 +169,11 @@ impl Handler for OuterHandler {
                     Auth::Accept => Ok(Auth::Accept),
                     _ => Ok(Auth::Reject {
                         proceed_with_methods: Some(MethodSet::from(
-                            &[MethodKind::PublicKey, MethodKind::Password, MethodKind::KeyboardInteractive][..],
+                            &[
+                                MethodKind::PublicKey,
+                                MethodKind::Password,
+                                MethodKind::KeyboardInteractive,
+                            ][..],
                         )),
                         partial_success: false,
                     }),
@@ -278,7 +284,12 @@ impl Handler for OuterHandler {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         if let Some(p) = self.proxy() {
             p.answer_request(channel, session).await;
             return Ok(());
@@ -289,7 +300,12 @@ impl Handler for OuterHandler {
         Ok(())
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, _name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         match self.proxy() {
             Some(p) => p.answer_request(channel, session).await,
             None => session.channel_failure(channel)?,
@@ -318,14 +334,24 @@ impl Handler for OuterHandler {
         Ok(())
     }
 
-    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         Ok(match self.proxy() {
             Some(p) => p.tcpip_forward(address, port).await,
             None => false,
         })
     }
 
-    async fn cancel_tcpip_forward(&mut self, address: &str, port: u32, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         Ok(match self.proxy() {
             Some(p) => p.cancel_tcpip_forward(address, port).await,
             None => false,
