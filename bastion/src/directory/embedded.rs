@@ -1,7 +1,5 @@
-//! Who users are: the embedded directory (users declared in the config file).
-//!
-//! The identity work puts Active Directory / LDAP behind the same questions:
-//! does this password or key prove this user, and what groups are they in.
+//! The embedded directory: users declared in the config file (the demo and
+//! small sites). Passwords are argon2 hashes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,14 +9,7 @@ use russh::keys::PublicKey;
 
 use crate::config::Config;
 
-/// A proven user, shared by every connection and session they open.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub user: String,
-    pub groups: Vec<String>,
-    /// Methods that proved the user (`publickey`, `password`).
-    pub factors: Vec<String>,
-}
+use super::{AccountState, DirError, DirUser, Directory, Identity};
 
 /// Users from the config file.
 pub struct EmbeddedDirectory {
@@ -63,10 +54,44 @@ impl EmbeddedDirectory {
         self.users.get(user).map(|u| {
             Arc::new(Identity {
                 user: u.name.clone(),
+                dn: String::new(),
                 groups: u.groups.clone(),
                 factors: vec![factor.to_string()],
             })
         })
+    }
+}
+
+impl EmbeddedDirectory {
+    fn dir_user(&self, user: &str) -> Option<DirUser> {
+        self.users.get(user).map(|u| DirUser {
+            name: u.name.clone(),
+            dn: String::new(),
+            groups: u.groups.clone(),
+            group_dns: Vec::new(),
+            ssh_keys: u.keys.clone(),
+            state: AccountState::Active,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Directory for EmbeddedDirectory {
+    async fn lookup(&self, user: &str) -> Result<DirUser, DirError> {
+        self.dir_user(user).ok_or(DirError::NotFound)
+    }
+
+    async fn verify_password(&self, user: &str, password: &str) -> Result<DirUser, DirError> {
+        let ok = tokio::task::block_in_place(|| self.password_matches(user, password));
+        match (ok, self.dir_user(user)) {
+            (true, Some(u)) => Ok(u),
+            (_, None) => Err(DirError::NotFound),
+            (false, Some(_)) => Err(DirError::BadPassword),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
     }
 }
 
