@@ -35,6 +35,90 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub targets: Vec<Target>,
     pub users: Vec<User>,
+    pub directory: DirectoryConfig,
+    pub auth: AuthConfig,
+    pub state: StateConfig,
+    pub emergency: Vec<EmergencyAccount>,
+}
+
+/// Which directory proves users.
+#[derive(Debug, Clone)]
+pub enum DirectoryConfig {
+    /// The `[[users]]` of this file.
+    Embedded,
+    /// LDAP / Active Directory; the table is handed to the LDAP backend, and
+    /// `line` points at it for errors found there.
+    Ldap { table: toml::Table, line: usize },
+}
+
+/// A second factor or first factor, as named in `auth.methods`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Factor {
+    /// The directory password (keyboard-interactive `Password:`).
+    Password,
+    /// A registered plain SSH key.
+    PublicKey,
+    /// A registered FIDO key (`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`).
+    SecurityKey,
+    /// A TOTP code (keyboard-interactive `Verification code:`).
+    Totp,
+}
+
+impl Factor {
+    pub fn parse(s: &str) -> Option<Factor> {
+        Some(match s {
+            "password" => Factor::Password,
+            "publickey" => Factor::PublicKey,
+            "sk" => Factor::SecurityKey,
+            "totp" => Factor::Totp,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Factor::Password => "password",
+            Factor::PublicKey => "publickey",
+            Factor::SecurityKey => "sk",
+            Factor::Totp => "totp",
+        }
+    }
+}
+
+/// How users prove who they are.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Combinations of factors that suffice; any one combination is enough.
+    pub methods: Vec<Vec<Factor>>,
+    /// Failures before an account (or source) is locked.
+    pub max_failures: u32,
+    /// How long a lock lasts.
+    pub lockout: Duration,
+    /// How often live sessions are re-validated against the directory.
+    pub recheck_interval: Duration,
+    /// Name shown in authenticator apps.
+    pub totp_issuer: String,
+    /// How long an enrollment token from `bastion users enroll-token` is valid.
+    pub enroll_token_ttl: Duration,
+    /// If set, a user without TOTP may enroll without a token until this
+    /// moment (unix seconds): the first-login window.
+    pub enrollment_open_until: Option<i64>,
+}
+
+/// Where shared state lives (TOTP seeds, used codes, failure counters, tokens).
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    pub db: PathBuf,
+    /// 32-byte key that encrypts TOTP seeds at rest.
+    pub key_file: PathBuf,
+}
+
+/// An account that works while the directory is down: FIDO key only,
+/// always break-glass.
+#[derive(Debug, Clone)]
+pub struct EmergencyAccount {
+    pub name: String,
+    pub keys: Vec<russh::keys::PublicKey>,
 }
 
 /// Listener, keys and connection hygiene.
@@ -94,6 +178,8 @@ pub struct Target {
     pub allow_local_forwarding: bool,
     /// Whether `-R` forwards on this node are allowed.
     pub allow_remote_forwarding: bool,
+    /// Directory groups (CN or DN) whose members may log in; empty: any user.
+    pub groups: Vec<String>,
 }
 
 /// A user of the embedded directory.
@@ -116,6 +202,48 @@ struct RawConfig {
     targets: Vec<Spanned<RawTarget>>,
     #[serde(default)]
     users: Vec<Spanned<RawUser>>,
+    #[serde(default)]
+    directory: Option<Spanned<RawDirectory>>,
+    #[serde(default)]
+    auth: Option<Spanned<RawAuth>>,
+    #[serde(default)]
+    state: Option<Spanned<RawState>>,
+    #[serde(default)]
+    emergency: Vec<Spanned<RawEmergency>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    kind: Spanned<String>,
+    #[serde(default)]
+    ldap: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    methods: Option<Spanned<Vec<Vec<String>>>>,
+    max_failures: Option<u32>,
+    lockout: Option<Spanned<String>>,
+    recheck_interval: Option<Spanned<String>>,
+    totp_issuer: Option<String>,
+    enroll_token_ttl: Option<Spanned<String>>,
+    enrollment_open_until: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    db: Spanned<String>,
+    key_file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmergency {
+    name: Spanned<String>,
+    keys: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +286,8 @@ struct RawTarget {
     allow_local_forwarding: bool,
     #[serde(default)]
     allow_remote_forwarding: bool,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -355,6 +485,7 @@ impl Config {
                 host_ca,
                 allow_local_forwarding: t.allow_local_forwarding,
                 allow_remote_forwarding: t.allow_remote_forwarding,
+                groups: t.groups.clone(),
             });
         }
 
@@ -396,12 +527,164 @@ impl Config {
             });
         }
 
+        let directory = match &raw.directory {
+            None => DirectoryConfig::Embedded,
+            Some(d) => {
+                let d = d.get_ref();
+                match d.kind.get_ref().as_str() {
+                    "embedded" => DirectoryConfig::Embedded,
+                    "ldap" => match &d.ldap {
+                        Some(t) => DirectoryConfig::Ldap {
+                            table: t.get_ref().clone(),
+                            line: lines.line_of(t.span().start),
+                        },
+                        None => {
+                            return Err(lines.error(
+                                "directory.kind",
+                                &d.kind,
+                                "kind = \"ldap\" needs a [directory.ldap] table",
+                            ));
+                        }
+                    },
+                    other => {
+                        return Err(lines.error(
+                            "directory.kind",
+                            &d.kind,
+                            format!("`{other}` is not a directory kind; use \"embedded\" or \"ldap\""),
+                        ));
+                    }
+                }
+            }
+        };
+
+        let auth_duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
+                lines.error(
+                    format!("auth.{key}"),
+                    s,
+                    format!("`{}` is not a duration ({e})", s.get_ref()),
+                )
+            }),
+        };
+        let auth = match &raw.auth {
+            None => AuthConfig::default(),
+            Some(a) => {
+                let a = a.get_ref();
+                let methods = match &a.methods {
+                    None => AuthConfig::default().methods,
+                    Some(m) => {
+                        let mut combos = Vec::new();
+                        for combo in m.get_ref() {
+                            let mut factors = Vec::new();
+                            for f in combo {
+                                let Some(factor) = Factor::parse(f) else {
+                                    return Err(lines.error(
+                                        "auth.methods",
+                                        m,
+                                        format!("`{f}` is not a factor; use password, publickey, sk or totp"),
+                                    ));
+                                };
+                                factors.push(factor);
+                            }
+                            factors.sort();
+                            factors.dedup();
+                            if factors.is_empty() {
+                                return Err(lines.error("auth.methods", m, "an empty combination would let anyone in"));
+                            }
+                            combos.push(factors);
+                        }
+                        if combos.is_empty() {
+                            return Err(lines.error("auth.methods", m, "list at least one combination"));
+                        }
+                        combos
+                    }
+                };
+                let enrollment_open_until = match &a.enrollment_open_until {
+                    None => None,
+                    Some(s) => Some(
+                        humantime::parse_rfc3339_weak(s.get_ref())
+                            .map_err(|e| {
+                                lines.error(
+                                    "auth.enrollment_open_until",
+                                    s,
+                                    format!("`{}` is not a UTC time like \"2026-12-01 18:00:00\" ({e})", s.get_ref()),
+                                )
+                            })?
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs() as i64)
+                            .unwrap_or(0),
+                    ),
+                };
+                let d = AuthConfig::default();
+                AuthConfig {
+                    methods,
+                    max_failures: a.max_failures.unwrap_or(d.max_failures),
+                    lockout: auth_duration("lockout", &a.lockout, d.lockout)?,
+                    recheck_interval: auth_duration("recheck_interval", &a.recheck_interval, d.recheck_interval)?,
+                    totp_issuer: a.totp_issuer.clone().unwrap_or(d.totp_issuer),
+                    enroll_token_ttl: auth_duration("enroll_token_ttl", &a.enroll_token_ttl, d.enroll_token_ttl)?,
+                    enrollment_open_until,
+                }
+            }
+        };
+        let state = match &raw.state {
+            None => StateConfig {
+                db: base_dir.join("state/bastion.db"),
+                key_file: base_dir.join("keys/state.key"),
+            },
+            Some(st) => StateConfig {
+                db: path(&st.get_ref().db),
+                key_file: path(&st.get_ref().key_file),
+            },
+        };
+        let mut emergency = Vec::new();
+        for (i, e) in raw.emergency.iter().enumerate() {
+            let e = e.get_ref();
+            let name = e.name.get_ref().clone();
+            if !valid_name(&name) {
+                return Err(lines.error(
+                    format!("emergency[{i}].name"),
+                    &e.name,
+                    "letters, digits, '-', '_' and '.' only",
+                ));
+            }
+            if users.iter().any(|u| u.name == name) {
+                return Err(lines.error(
+                    format!("emergency[{i}].name"),
+                    &e.name,
+                    format!("`{name}` is also a [[users]] entry; an emergency account must stand alone"),
+                ));
+            }
+            let mut keys = Vec::new();
+            for (j, k) in e.keys.get_ref().iter().enumerate() {
+                let key = parse_public_key(k.get_ref())
+                    .map_err(|m| lines.error(format!("emergency[{i}].keys[{j}]"), k, m))?;
+                if !is_security_key(&key) {
+                    return Err(lines.error(
+                        format!("emergency[{i}].keys[{j}]"),
+                        k,
+                        "emergency accounts take FIDO keys only (sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com)",
+                    ));
+                }
+                keys.push(key);
+            }
+            if keys.is_empty() {
+                return Err(lines.error(format!("emergency[{i}].keys"), &e.keys, "list at least one FIDO key"));
+            }
+            emergency.push(EmergencyAccount { name, keys });
+        }
+
         Ok(Config {
             base_dir: base_dir.to_path_buf(),
             server,
             recording,
             targets,
             users,
+            directory,
+            auth,
+            state,
+            emergency,
         })
     }
 
@@ -412,6 +695,32 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
     }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            methods: vec![
+                vec![Factor::Password, Factor::Totp],
+                vec![Factor::PublicKey, Factor::Totp],
+                vec![Factor::Password, Factor::SecurityKey],
+            ],
+            max_failures: 10,
+            lockout: Duration::from_secs(30 * 60),
+            recheck_interval: Duration::from_secs(5 * 60),
+            totp_issuer: "bastion".into(),
+            enroll_token_ttl: Duration::from_secs(24 * 3600),
+            enrollment_open_until: None,
+        }
+    }
+}
+
+/// Whether a key is a FIDO security key (`sk-…@openssh.com`).
+pub fn is_security_key(key: &russh::keys::PublicKey) -> bool {
+    matches!(
+        key.algorithm(),
+        russh::keys::Algorithm::SkEd25519 | russh::keys::Algorithm::SkEcdsaSha2NistP256
+    )
 }
 
 /// Names of users and targets appear in certificates, logs and file names:
