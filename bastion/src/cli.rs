@@ -191,11 +191,13 @@ fn load_config(path: &Path) -> Result<Config> {
 
 /// Runs `bastion serve` until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<()> {
+    // Handlers first: a SIGTERM that arrives while we start must drain, not kill.
+    let stop = shutdown_signal();
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    serve_on(config, listener, shutdown_signal()).await
+    serve_on(config, listener, stop).await
 }
 
 /// Runs the bastion on an already bound listener until `stop`.
@@ -211,13 +213,17 @@ pub async fn serve_on(
     crate::server::serve(bastion, listener, stop).await
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, and returns a future that
+/// resolves at the first of them. Call it before anything a signal should
+/// not interrupt (binding, writing files).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

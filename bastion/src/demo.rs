@@ -39,6 +39,8 @@ impl Drop for Node {
 }
 
 pub async fn run(dir: &Path, port: u16) -> Result<()> {
+    // Before any node starts: a SIGTERM from here on stops the nodes too.
+    let stop = crate::cli::shutdown_signal();
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = fs::canonicalize(dir)?;
     let sshd = find_sshd()?;
@@ -128,7 +130,7 @@ pub async fn run(dir: &Path, port: u16) -> Result<()> {
     );
     let _ = std::io::stdout().flush();
 
-    let result = crate::cli::serve_on(config, listener, crate::cli::shutdown_signal()).await;
+    let result = crate::cli::serve_on(config, listener, stop).await;
     let _ = fs::remove_file(dir.join("demo.json"));
     drop(nodes);
     result

@@ -12,5 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod directory;
+pub mod factors;
 pub mod proxy;
 pub mod server;
+pub mod state;

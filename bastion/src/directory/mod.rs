@@ -7,6 +7,7 @@
 //! at login and at every live re-check.
 
 pub mod embedded;
+pub mod ldap;
 
 use std::sync::Arc;
 

@@ -22,7 +22,7 @@ use super::Bastion;
 
 /// Runs the inner server on `channel` until the client closes it.
 pub fn spawn(bastion: Arc<Bastion>, identity: Arc<Identity>, target: Target, channel: Channel<Msg>, peer: SocketAddr) {
-    let Some(config) = bastion.inner_configs.get(&target.name).cloned() else {
+    let Some(config) = bastion.inner_config(&target.name) else {
         return;
     };
     let handler = InnerHandler {

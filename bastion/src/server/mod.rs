@@ -33,8 +33,11 @@ use limits::{Admission, ConnectionLimits};
 
 /// How long a client may take to authenticate (like sshd's LoginGraceTime).
 const LOGIN_GRACE: Duration = Duration::from_secs(60);
-/// Host certificates for targets are re-issued at start-up with this lifetime.
-const HOST_CERT_VALIDITY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Host certificates for targets are signed with this lifetime…
+const HOST_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// …and re-signed when older than this, so a long-running bastion never
+/// presents an expired one.
+const HOST_CERT_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
 /// Ciphers of the inner connection (see `Bastion::new`).
 const INNER_CIPHERS: &[russh::cipher::Name] = &[russh::cipher::AES_256_GCM, russh::cipher::AES_128_GCM];
@@ -56,8 +59,9 @@ pub struct Bastion {
     pub sink: Arc<dyn Sink>,
     /// The outer server (what `ssh bastion` talks to).
     pub outer_config: Arc<russh::server::Config>,
-    /// Per target: the inner server presenting that target's host certificate.
-    pub inner_configs: HashMap<String, Arc<russh::server::Config>>,
+    /// Per target: the inner server presenting that target's host
+    /// certificate, and when that certificate was signed.
+    inner_configs: std::sync::RwLock<HashMap<String, (std::time::Instant, Arc<russh::server::Config>)>>,
     /// Client settings towards nodes with pinned keys.
     pub node_config: Arc<russh::client::Config>,
     /// Client settings towards nodes with a host CA (asks for certificates first).
@@ -104,35 +108,10 @@ impl Bastion {
         });
         let mut inner_configs = HashMap::new();
         for t in &config.targets {
-            let cert: Certificate = authority
-                .host_certificate(
-                    &[t.name.as_str()],
-                    &format!("bastion inner host {}", t.name),
-                    HOST_CERT_VALIDITY,
-                )
-                .with_context(|| format!("signing the host certificate for {}", t.name))?;
-            let inner = russh::server::Config {
-                server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
-                methods: MethodSet::from(&[MethodKind::None, MethodKind::KeyboardInteractive][..]),
-                auth_rejection_time: Duration::from_millis(100),
-                auth_rejection_time_initial: Some(Duration::ZERO),
-                keys: vec![authority.host_key.clone()],
-                certificates: vec![cert],
-                // The inner connection runs inside the outer one, between the
-                // client and us: its cipher only has to be cheap. AES-GCM
-                // (hardware AES) is several times cheaper than ChaCha20-Poly1305,
-                // and every stock OpenSSH client offers it.
-                preferred: russh::Preferred {
-                    cipher: std::borrow::Cow::Borrowed(INNER_CIPHERS),
-                    ..Default::default()
-                },
-                // The outer connection carries keepalives and idle checks.
-                inactivity_timeout: None,
-                keepalive_interval: None,
-                nodelay: true,
-                ..Default::default()
-            };
-            inner_configs.insert(t.name.clone(), Arc::new(inner));
+            inner_configs.insert(
+                t.name.clone(),
+                (std::time::Instant::now(), inner_config(&authority, &t.name)?),
+            );
         }
         let node_config = || russh::client::Config {
             keepalive_interval: Some(s.keepalive_interval),
@@ -156,13 +135,71 @@ impl Bastion {
             directory,
             sink,
             outer_config,
-            inner_configs,
+            inner_configs: std::sync::RwLock::new(inner_configs),
             node_config: Arc::new(node_config),
             node_config_with_host_certs: Arc::new(with_certs),
             shutdown: Shutdown { forced },
             limits,
         }))
     }
+}
+
+impl Bastion {
+    /// The inner server for `target`, re-signing its host certificate when due.
+    pub fn inner_config(&self, target: &str) -> Option<Arc<russh::server::Config>> {
+        {
+            let map = self.inner_configs.read().expect("not poisoned");
+            match map.get(target) {
+                None => return None,
+                Some((signed, c)) if signed.elapsed() < HOST_CERT_REFRESH => return Some(c.clone()),
+                Some(_) => {}
+            }
+        }
+        match inner_config(&self.authority, target) {
+            Ok(fresh) => {
+                let mut map = self.inner_configs.write().expect("not poisoned");
+                map.insert(target.to_string(), (std::time::Instant::now(), fresh.clone()));
+                Some(fresh)
+            }
+            Err(e) => {
+                warn!(target, error = %e, "cannot re-sign the host certificate; keeping the current one");
+                self.inner_configs
+                    .read()
+                    .expect("not poisoned")
+                    .get(target)
+                    .map(|(_, c)| c.clone())
+            }
+        }
+    }
+}
+
+/// The inner SSH server configuration for one target: the bastion's host key
+/// with a host certificate naming the target.
+fn inner_config(authority: &Authority, target: &str) -> Result<Arc<russh::server::Config>> {
+    let cert: Certificate = authority
+        .host_certificate(&[target], &format!("bastion inner host {target}"), HOST_CERT_VALIDITY)
+        .with_context(|| format!("signing the host certificate for {target}"))?;
+    Ok(Arc::new(russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
+        methods: MethodSet::from(&[MethodKind::None, MethodKind::KeyboardInteractive][..]),
+        auth_rejection_time: Duration::from_millis(100),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: vec![authority.host_key.clone()],
+        certificates: vec![cert],
+        // The inner connection runs inside the outer one, between the client
+        // and us: its cipher only has to be cheap. AES-GCM (hardware AES) is
+        // several times cheaper than ChaCha20-Poly1305, and every stock
+        // OpenSSH client offers it.
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(INNER_CIPHERS),
+            ..Default::default()
+        },
+        // The outer connection carries keepalives and idle checks.
+        inactivity_timeout: None,
+        keepalive_interval: None,
+        nodelay: true,
+        ..Default::default()
+    }))
 }
 
 /// Accepts connections until `stop` resolves, then drains.

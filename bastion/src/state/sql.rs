@@ -1,0 +1,190 @@
+//! Every SQL statement of the state store, in one place.
+//!
+//! The statements are written to run unchanged on SQLite and PostgreSQL, so
+//! that a PostgreSQL backend can reuse them:
+//!
+//! * plain `CREATE TABLE` / `CREATE INDEX` / `INSERT` / `SELECT` / `UPDATE` /
+//!   `DELETE`; the only upsert is `INSERT … ON CONFLICT DO NOTHING`;
+//! * parameters are written `$1, $2, …` (PostgreSQL's form; SQLite reads `$1`
+//!   as a named parameter, and names are numbered in order of first
+//!   appearance, so each statement introduces `$1, $2, …` in order — a test
+//!   checks it);
+//! * timestamps are `BIGINT` unix seconds, text is `TEXT`, bytes are `BYTEA`
+//!   (on SQLite that declared type has NUMERIC affinity, which stores a bound
+//!   blob unchanged — a test checks `typeof()` is `blob`);
+//! * no column is named with a reserved word (`user` is reserved in
+//!   PostgreSQL, hence `user_name`); no arithmetic on parameters, so
+//!   PostgreSQL can infer every parameter's type from a column.
+//!
+//! Only the connection set-up in [`sqlite`] is specific to SQLite. The
+//! transactions are opened by the driver (`BEGIN IMMEDIATE` on SQLite).
+
+/// SQLite connection set-up, run once per connection.
+pub mod sqlite {
+    /// Switches to write-ahead logging (persistent in the file); returns the
+    /// resulting mode, which must be `wal`.
+    pub const JOURNAL_WAL: &str = "PRAGMA journal_mode = WAL";
+}
+
+/// Creates the version table; safe on every open.
+pub const CREATE_SCHEMA_VERSION: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    version    BIGINT NOT NULL PRIMARY KEY,
+    applied_at BIGINT NOT NULL
+)";
+/// The highest applied schema version, 0 for a new database.
+pub const SELECT_SCHEMA_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_version";
+/// Records an applied version: `$1` version, `$2` now.
+pub const INSERT_SCHEMA_VERSION: &str = "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)";
+
+/// Migration 1: the first schema.
+const V1: &[&str] = &[
+    // TOTP seeds, AES-256-GCM with the user name as associated data.
+    // key_id names the key that sealed the row (see `state::seal`).
+    "CREATE TABLE totp_seeds (
+        user_name   TEXT   NOT NULL PRIMARY KEY,
+        key_id      TEXT   NOT NULL,
+        nonce       BYTEA  NOT NULL,
+        ciphertext  BYTEA  NOT NULL,
+        enrolled_at BIGINT NOT NULL
+    )",
+    // Time steps already used, per user: the UNIQUE constraint makes a code
+    // single-use across every bastion sharing the database.
+    "CREATE TABLE totp_used_steps (
+        user_name TEXT   NOT NULL,
+        step      BIGINT NOT NULL,
+        used_at   BIGINT NOT NULL,
+        UNIQUE (user_name, step)
+    )",
+    "CREATE INDEX totp_used_steps_used_at ON totp_used_steps (used_at)",
+    // Failure counters per key (`user:NAME`, `src:IP`).
+    "CREATE TABLE auth_failures (
+        fkey         TEXT   NOT NULL PRIMARY KEY,
+        failures     BIGINT NOT NULL,
+        last_at      BIGINT NOT NULL,
+        locked_until BIGINT
+    )",
+    // One outstanding enrollment token per user; only its SHA-256 is kept.
+    "CREATE TABLE enroll_tokens (
+        user_name  TEXT   NOT NULL PRIMARY KEY,
+        token_hash BYTEA  NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )",
+    // Enrolled SSH public keys: public_key is `ALGORITHM BASE64`, no comment.
+    "CREATE TABLE user_keys (
+        user_name  TEXT   NOT NULL,
+        public_key TEXT   NOT NULL,
+        comment    TEXT   NOT NULL,
+        added_at   BIGINT NOT NULL,
+        UNIQUE (user_name, public_key)
+    )",
+];
+
+/// Migrations in order: (version, statements). Each version is applied in
+/// one transaction together with its `schema_version` row.
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1)];
+
+// ---- TOTP seeds ----------------------------------------------------------
+
+/// `$1` user, `$2` key id, `$3` nonce, `$4` ciphertext, `$5` now.
+pub const TOTP_SEED_INSERT: &str =
+    "INSERT INTO totp_seeds (user_name, key_id, nonce, ciphertext, enrolled_at) VALUES ($1, $2, $3, $4, $5)";
+/// `$1` user → key_id, nonce, ciphertext.
+pub const TOTP_SEED_SELECT: &str = "SELECT key_id, nonce, ciphertext FROM totp_seeds WHERE user_name = $1";
+/// `$1` user → enrolled_at.
+pub const TOTP_SEED_ENROLLED_AT: &str = "SELECT enrolled_at FROM totp_seeds WHERE user_name = $1";
+/// `$1` user.
+pub const TOTP_SEED_DELETE: &str = "DELETE FROM totp_seeds WHERE user_name = $1";
+
+// ---- single-use TOTP steps ------------------------------------------------
+
+/// `$1` user, `$2` step, `$3` now; affects one row the first time only.
+pub const TOTP_STEP_CLAIM: &str =
+    "INSERT INTO totp_used_steps (user_name, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+/// `$1` cut-off: forgets steps used before it.
+pub const TOTP_STEP_PRUNE: &str = "DELETE FROM totp_used_steps WHERE used_at < $1";
+
+// ---- failure counters -------------------------------------------------------
+// A failure is recorded in one transaction: ensure the row, reset it if its
+// lock ended or it went stale, increment (locking at the limit), read back.
+
+/// `$1` key, `$2` now.
+pub const FAILURE_ENSURE: &str =
+    "INSERT INTO auth_failures (fkey, failures, last_at, locked_until) VALUES ($1, 0, $2, NULL) ON CONFLICT DO NOTHING";
+/// `$1` key, `$2` now, `$3` stale cut-off (now − lock duration).
+pub const FAILURE_RESET_EXPIRED: &str = "UPDATE auth_failures SET failures = 0, locked_until = NULL
+    WHERE fkey = $1
+      AND ((locked_until IS NOT NULL AND locked_until <= $2)
+        OR (locked_until IS NULL AND last_at <= $3))";
+/// `$1` key, `$2` now, `$3` max failures, `$4` lock end (now + lock duration).
+pub const FAILURE_INCREMENT: &str = "UPDATE auth_failures SET
+        failures = failures + 1,
+        last_at = $2,
+        locked_until = CASE WHEN locked_until IS NULL AND failures + 1 >= $3 THEN $4 ELSE locked_until END
+    WHERE fkey = $1";
+/// `$1` key → failures, last_at, locked_until.
+pub const FAILURE_SELECT: &str = "SELECT failures, last_at, locked_until FROM auth_failures WHERE fkey = $1";
+/// `$1` key.
+pub const FAILURE_DELETE: &str = "DELETE FROM auth_failures WHERE fkey = $1";
+
+// ---- enrollment tokens -------------------------------------------------------
+
+/// `$1` user: drops any outstanding token.
+pub const ENROLL_TOKEN_DELETE_USER: &str = "DELETE FROM enroll_tokens WHERE user_name = $1";
+/// `$1` user, `$2` SHA-256 of the token, `$3` now, `$4` expiry.
+pub const ENROLL_TOKEN_INSERT: &str =
+    "INSERT INTO enroll_tokens (user_name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+/// `$1` user → token_hash, expires_at.
+pub const ENROLL_TOKEN_SELECT: &str = "SELECT token_hash, expires_at FROM enroll_tokens WHERE user_name = $1";
+/// `$1` user, `$2` hash, `$3` now: consumes a live token (one row, once).
+pub const ENROLL_TOKEN_CONSUME: &str =
+    "DELETE FROM enroll_tokens WHERE user_name = $1 AND token_hash = $2 AND expires_at > $3";
+
+// ---- enrolled public keys -----------------------------------------------------
+
+/// `$1` user, `$2` `ALGORITHM BASE64`, `$3` comment, `$4` now; no-op if present.
+pub const USER_KEY_INSERT: &str = "INSERT INTO user_keys (user_name, public_key, comment, added_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+/// `$1` user → public_key, comment, oldest first.
+pub const USER_KEY_SELECT: &str =
+    "SELECT public_key, comment FROM user_keys WHERE user_name = $1 ORDER BY added_at, public_key";
+/// `$1` user → number of keys.
+pub const USER_KEY_COUNT: &str = "SELECT COUNT(*) FROM user_keys WHERE user_name = $1";
+/// `$1` user.
+pub const USER_KEY_DELETE_USER: &str = "DELETE FROM user_keys WHERE user_name = $1";
+
+// ---- users ---------------------------------------------------------------------
+
+/// Every user with a seed, a key or an outstanding enrollment token.
+pub const KNOWN_USERS: &str = "SELECT user_name FROM totp_seeds
+    UNION SELECT user_name FROM user_keys
+    UNION SELECT user_name FROM enroll_tokens
+    ORDER BY user_name";
+
+/// Every statement above except the migrations, for the portability tests.
+#[cfg(test)]
+pub(crate) const ALL: &[&str] = &[
+    CREATE_SCHEMA_VERSION,
+    SELECT_SCHEMA_VERSION,
+    INSERT_SCHEMA_VERSION,
+    TOTP_SEED_INSERT,
+    TOTP_SEED_SELECT,
+    TOTP_SEED_ENROLLED_AT,
+    TOTP_SEED_DELETE,
+    TOTP_STEP_CLAIM,
+    TOTP_STEP_PRUNE,
+    FAILURE_ENSURE,
+    FAILURE_RESET_EXPIRED,
+    FAILURE_INCREMENT,
+    FAILURE_SELECT,
+    FAILURE_DELETE,
+    ENROLL_TOKEN_DELETE_USER,
+    ENROLL_TOKEN_INSERT,
+    ENROLL_TOKEN_SELECT,
+    ENROLL_TOKEN_CONSUME,
+    USER_KEY_INSERT,
+    USER_KEY_SELECT,
+    USER_KEY_COUNT,
+    USER_KEY_DELETE_USER,
+    KNOWN_USERS,
+];
