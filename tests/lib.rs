@@ -637,6 +637,9 @@ pub struct DemoInfo {
     pub recordings: Option<PathBuf>,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// Base32 TOTP secret of the demo user.
+    #[serde(default)]
+    pub totp_secret: Option<String>,
 }
 
 /// A running `bastion demo --dir <tmp> --port 0`.
@@ -651,15 +654,31 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Starts the demo and waits (up to 60 s) for its demo.json.
+    /// Starts the demo in its single-factor mode (key or password alone), so
+    /// that scripted tests of the proxy can log in many times, and waits (up
+    /// to 60 s) for its demo.json.
     pub fn start() -> Demo {
+        Demo::start_with(&["--single-factor"])
+    }
+
+    /// Starts the demo as a newcomer gets it: TOTP required.
+    pub fn start_mfa() -> Demo {
+        Demo::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Demo {
         let root = new_tempdir("bastion-e2e-demo-");
         let dir = root.path().join("demo");
         fs::create_dir_all(&dir).unwrap();
         let log = root.path().join("bastion.log");
         let logf = fs::File::create(&log).unwrap();
         let mut cmd = Command::new(bastion_bin());
-        cmd.arg("demo").arg("--dir").arg(&dir).arg("--port").arg("0");
+        cmd.arg("demo")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--port")
+            .arg("0")
+            .args(extra);
         for k in SCRUBBED_ENV {
             cmd.env_remove(k);
         }
@@ -680,6 +699,7 @@ impl Demo {
                 known_hosts: PathBuf::new(),
                 config: PathBuf::new(),
                 recordings: None,
+                totp_secret: None,
                 pid: None,
             },
             raw_json: serde_json::Value::Null,
@@ -1134,6 +1154,8 @@ impl Lab {
             s.push('\n');
         }
         s.push_str("\n[recording]\ndir = \"recordings\"\n\n");
+        // Keys or passwords alone: these labs test the proxy, not the factors.
+        s.push_str("[auth]\nmethods = [[\"publickey\"], [\"password\"]]\n\n");
         for t in &self.targets {
             s.push_str(t);
             s.push('\n');

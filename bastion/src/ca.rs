@@ -279,7 +279,7 @@ mod tests {
         let k = generate_key("n").unwrap().public_key().clone();
         let presented = russh::keys::PublicKeyOrCertificate::PublicKey {
             key: k.clone(),
-            sig_alg: None,
+            hash_alg: None,
         };
         assert!(verify_node_host_key(&presented, std::slice::from_ref(&k), None, "n").is_ok());
         let other = generate_key("o").unwrap().public_key().clone();

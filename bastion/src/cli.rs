@@ -59,6 +59,10 @@ enum Command {
         /// Port of the bastion on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 2222)]
         port: u16,
+        /// Let the demo user in with a key or a password alone, without TOTP
+        /// (for scripted tests of the proxy; never for real use).
+        #[arg(long)]
+        single_factor: bool,
     },
 }
 
@@ -153,8 +157,12 @@ fn run(command: Command) -> Result<ExitCode> {
             println!("{}", crate::directory::hash_password(password)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir, port } => {
-            runtime()?.block_on(crate::demo::run(&dir, port))?;
+        Command::Demo {
+            dir,
+            port,
+            single_factor,
+        } => {
+            runtime()?.block_on(crate::demo::run(&dir, port, single_factor))?;
             Ok(ExitCode::SUCCESS)
         }
     }

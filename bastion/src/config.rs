@@ -807,7 +807,7 @@ groups = ["k8s-ops"]
         let text = base().replace("logins = [\"root\"]", "logins = [\"root\"]\nlogin_as = \"x\"");
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "login_as");
-        assert_eq!(e.line, 14, "{e}");
+        assert_eq!(e.line, 13, "{e}");
     }
 
     #[test]
@@ -818,7 +818,7 @@ groups = ["k8s-ops"]
         );
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "targets[0].host_keys[0]");
-        assert_eq!(e.line, 14);
+        assert_eq!(e.line, 13);
     }
 
     #[test]

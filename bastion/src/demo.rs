@@ -38,7 +38,7 @@ impl Drop for Node {
     }
 }
 
-pub async fn run(dir: &Path, port: u16) -> Result<()> {
+pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
     // Before any node starts: a SIGTERM from here on stops the nodes too.
     let stop = crate::cli::shutdown_signal();
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -68,9 +68,10 @@ pub async fn run(dir: &Path, port: u16) -> Result<()> {
     }
 
     let config_path = dir.join("bastion.toml");
-    let config_text = config_toml(bastion_addr, &nodes, &login, &user_key_line, &password)?;
+    let config_text = config_toml(bastion_addr, &nodes, &login, &user_key_line, &password, single_factor)?;
     fs::write(&config_path, config_text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let totp_secret = enroll_demo_totp(&config)?;
 
     let host_key_line = ca::read_private_key(&keys.join(ca::HOST_KEY))?
         .public_key()
@@ -106,11 +107,21 @@ pub async fn run(dir: &Path, port: u16) -> Result<()> {
         "config": config_path,
         "recordings": config.recording.dir,
         "pid": std::process::id(),
+        "totp_secret": totp_secret,
+        "single_factor": single_factor,
     });
     let tmp = dir.join("demo.json.tmp");
     fs::write(&tmp, serde_json::to_string_pretty(&demo)?)?;
     fs::rename(&tmp, dir.join("demo.json"))?;
 
+    let mfa = if single_factor {
+        "Single-factor demo: the key or the password alone lets the demo user in.".to_string()
+    } else {
+        format!(
+            "Second factor: TOTP, secret {totp_secret} (`oathtool --totp -b {totp_secret}` prints the code;\n\
+             or add it to an authenticator app). Tip: ControlMaster in your ssh_config asks once per hour."
+        )
+    };
     let cfg = ssh_config.display();
     let first = &nodes[0].name;
     println!(
@@ -123,6 +134,7 @@ pub async fn run(dir: &Path, port: u16) -> Result<()> {
          ssh -F {cfg} bastion whoami\n  \
          ssh -F {cfg} -l '{DEMO_USER}:{login}@{first}' bastion    # direct mode, no ProxyJump\n\n\
          Demo user `{DEMO_USER}`: key {}, password {password}\n\
+         {mfa}\n\
          Config: {}   Recordings: {}\n",
         identity.display(),
         config_path.display(),
@@ -134,6 +146,25 @@ pub async fn run(dir: &Path, port: u16) -> Result<()> {
     let _ = fs::remove_file(dir.join("demo.json"));
     drop(nodes);
     result
+}
+
+/// Enrolls the demo user's TOTP once (kept across restarts) and returns the
+/// base32 secret for demo.json.
+fn enroll_demo_totp(config: &Config) -> Result<String> {
+    let state = crate::server::open_state(config)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let seed = match state.totp_seed(DEMO_USER)? {
+        Some(seed) => seed,
+        None => {
+            let seed = crate::factors::totp::generate_secret();
+            state.set_totp_seed(DEMO_USER, &seed, now)?;
+            seed
+        }
+    };
+    Ok(crate::factors::totp::base32(&seed))
 }
 
 fn find_sshd() -> Result<PathBuf> {
@@ -262,6 +293,7 @@ fn config_toml(
     login: &str,
     user_key_line: &str,
     password: &str,
+    single_factor: bool,
 ) -> Result<String> {
     let hash = crate::directory::hash_password(password)?;
     let mut s = format!(
@@ -277,11 +309,21 @@ fn config_toml(
          shutdown_grace = \"10s\"\n\
          node_cert_validity = \"5m\"\n\n\
          [recording]\n\
-         dir = \"recordings\"\n",
+         dir = \"recordings\"\n\n\
+         [state]\n\
+         db = \"state/bastion.db\"\n\
+         key_file = \"keys/state.key\"\n\n\
+         [auth]\n\
+         methods = {}\n",
         ca::HOST_KEY,
         ca::HOST_CA,
         ca::USER_CA,
-        ca::RECORDING_KEY
+        ca::RECORDING_KEY,
+        if single_factor {
+            r#"[["publickey"], ["password"]]"#
+        } else {
+            r#"[["password", "totp"], ["publickey", "totp"], ["password", "sk"]]"#
+        }
     );
     for n in nodes {
         let role = NODES

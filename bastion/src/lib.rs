@@ -6,6 +6,7 @@
 //! short-lived certificate and relays every channel through the recording
 //! seam (`recorder` crate). See `docs/ARCHITECTURE.md` for the map.
 
+pub mod auth;
 pub mod ca;
 pub mod cli;
 pub mod commands;

@@ -10,7 +10,22 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub struct Identity<'a> {
     pub user: &'a str,
+    /// Group names (CN), nesting resolved.
     pub groups: &'a [String],
+    /// Group DNs, nesting resolved.
+    pub group_dns: &'a [String],
+    /// An emergency account (directory down): not bound by group rules.
+    pub emergency: bool,
+}
+
+impl Identity<'_> {
+    /// Membership by CN or DN, compared without case as LDAP does.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups
+            .iter()
+            .chain(self.group_dns.iter())
+            .any(|g| g.eq_ignore_ascii_case(group))
+    }
 }
 
 /// A node and what its configuration allows.
@@ -21,6 +36,8 @@ pub struct Target<'a> {
     pub logins: &'a [String],
     pub allow_local_forwarding: bool,
     pub allow_remote_forwarding: bool,
+    /// Groups whose members may log in; empty: any proven user.
+    pub groups: &'a [String],
 }
 
 /// What the user asks to do on the target.
@@ -62,7 +79,16 @@ impl Decision {
 pub fn decide(identity: &Identity<'_>, target: &Target<'_>, request: &Request<'_>) -> Decision {
     match request {
         Request::Login(login) => {
-            if target.logins.iter().any(|l| l == login) {
+            let in_a_group =
+                target.groups.is_empty() || identity.emergency || target.groups.iter().any(|g| identity.in_group(g));
+            if !in_a_group {
+                Decision::Deny(format!(
+                    "{} is in none of the groups that may reach {} ({})",
+                    identity.user,
+                    target.name,
+                    target.groups.join(", ")
+                ))
+            } else if target.logins.iter().any(|l| l == login) {
                 Decision::Allow
             } else {
                 Decision::Deny(format!(
@@ -126,7 +152,50 @@ mod tests {
             logins,
             allow_local_forwarding: true,
             allow_remote_forwarding: false,
+            groups: &[],
         }
+    }
+
+    fn id<'a>(user: &'a str, groups: &'a [String]) -> Identity<'a> {
+        Identity {
+            user,
+            groups,
+            group_dns: &[],
+            emergency: false,
+        }
+    }
+
+    #[test]
+    fn target_groups_restrict_logins_by_cn_or_dn() {
+        let labels = BTreeMap::new();
+        let logins = vec!["root".to_string()];
+        let allowed = vec!["k8s-ops".to_string()];
+        let t = Target {
+            groups: &allowed,
+            ..target(&labels, &logins)
+        };
+        let none: Vec<String> = vec![];
+        assert!(!decide(&id("bob", &none), &t, &Request::Login("root")).is_allowed());
+        let ops = vec!["K8S-OPS".to_string()];
+        assert!(decide(&id("alice", &ops), &t, &Request::Login("root")).is_allowed());
+        let dns = vec!["CN=k8s-ops,OU=Groups,DC=corp,DC=test".to_string()];
+        let by_dn = vec!["CN=k8s-ops,OU=Groups,DC=corp,DC=test".to_string()];
+        let t2 = Target {
+            groups: &by_dn,
+            ..target(&labels, &logins)
+        };
+        let alice = Identity {
+            user: "alice",
+            groups: &none,
+            group_dns: &dns,
+            emergency: false,
+        };
+        assert!(decide(&alice, &t2, &Request::Login("root")).is_allowed());
+        let emergency = Identity {
+            emergency: true,
+            ..id("sos", &none)
+        };
+        assert!(decide(&emergency, &t, &Request::Login("root")).is_allowed());
     }
 
     #[test]
@@ -134,10 +203,7 @@ mod tests {
         let labels = BTreeMap::new();
         let logins = vec!["root".to_string()];
         let groups = vec![];
-        let id = Identity {
-            user: "alice",
-            groups: &groups,
-        };
+        let id = id("alice", &groups);
         let t = target(&labels, &logins);
         assert!(decide(&id, &t, &Request::Login("root")).is_allowed());
         let d = decide(&id, &t, &Request::Login("bob"));
@@ -152,10 +218,7 @@ mod tests {
         let labels = BTreeMap::new();
         let logins = vec!["root".to_string()];
         let groups = vec![];
-        let id = Identity {
-            user: "alice",
-            groups: &groups,
-        };
+        let id = id("alice", &groups);
         let t = target(&labels, &logins);
         assert!(!decide(&id, &t, &Request::AgentForward).is_allowed());
         assert!(!decide(&id, &t, &Request::X11Forward).is_allowed());

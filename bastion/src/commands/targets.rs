@@ -3,10 +3,7 @@
 use super::{CommandCtx, Output};
 
 pub fn run(ctx: &CommandCtx, _args: &[String]) -> Output {
-    let id = policy::Identity {
-        user: &ctx.identity.user,
-        groups: &ctx.identity.groups,
-    };
+    let id = crate::proxy::policy_identity(&ctx.identity);
     let mut rows: Vec<[String; 3]> = Vec::new();
     for t in &ctx.bastion.config.targets {
         let pt = crate::proxy::policy_target(t);

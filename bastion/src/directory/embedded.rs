@@ -56,7 +56,10 @@ impl EmbeddedDirectory {
                 user: u.name.clone(),
                 dn: String::new(),
                 groups: u.groups.clone(),
+                group_dns: Vec::new(),
                 factors: vec![factor.to_string()],
+                emergency: false,
+                enrollment_only: false,
             })
         })
     }

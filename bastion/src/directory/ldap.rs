@@ -515,7 +515,7 @@ impl LdapDirectory {
 
     /// The user entry, or `NotFound` (none, or more than one: ambiguous).
     async fn find_user(&self, user: &str) -> Result<(String, Attrs), DirError> {
-        if user.is_empty() || user.len() > MAX_USER_LEN {
+        if !plausible_login_name(user) {
             return Err(DirError::NotFound);
         }
         let filter = user_search_filter(&self.user_filter, user);
@@ -717,6 +717,13 @@ impl Directory for LdapDirectory {
 
 /// Attribute values by lower-case attribute name.
 pub type Attrs = HashMap<String, Vec<String>>;
+
+/// Names worth asking the directory about: not empty, not too long, no
+/// control characters. Escaping alone is not enough for NUL: Samba cuts a
+/// filter value at an escaped NUL (`alice\00` matches `alice`).
+pub fn plausible_login_name(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_LEN && !user.chars().any(char::is_control)
+}
 
 /// The filter for one login name: `{user}` replaced by its RFC 4515 escape.
 pub fn user_search_filter(template: &str, user: &str) -> String {
@@ -1415,6 +1422,26 @@ mod tests {
             DirError::Unavailable(_)
         ));
         assert!(matches!(bind_failure(52, "", active), DirError::Unavailable(_)));
+    }
+
+    #[test]
+    fn login_name_plausibility() {
+        for ok in [
+            "alice",
+            "alice@corp.test",
+            "CORP\\alice",
+            "*",
+            "al*",
+            "alice)(uid=*",
+            "é",
+        ] {
+            assert!(plausible_login_name(ok), "{ok:?}");
+        }
+        for bad in ["", "a\0", "alice\0", "alice\n", "\u{7f}x", "\u{85}"] {
+            assert!(!plausible_login_name(bad), "{bad:?}");
+        }
+        assert!(plausible_login_name(&"a".repeat(MAX_USER_LEN)));
+        assert!(!plausible_login_name(&"a".repeat(MAX_USER_LEN + 1)));
     }
 
     #[test]

@@ -22,8 +22,14 @@ pub struct Identity {
     /// Distinguished name in the directory (empty for the embedded one).
     pub dn: String,
     pub groups: Vec<String>,
+    /// Group DNs, nesting resolved (empty for the embedded directory).
+    pub group_dns: Vec<String>,
     /// Methods that proved the user (`publickey`, `password`, `totp`, `sk`).
     pub factors: Vec<String>,
+    /// An emergency account (config `[[emergency]]`): no directory behind it.
+    pub emergency: bool,
+    /// In only to enroll TOTP: every other command and all targets are refused.
+    pub enrollment_only: bool,
 }
 
 /// Why an account may not log in, from the directory's own flags.

@@ -61,10 +61,7 @@ impl SessionCtx {
     }
 
     pub fn policy_identity(&self) -> policy::Identity<'_> {
-        policy::Identity {
-            user: &self.identity.user,
-            groups: &self.identity.groups,
-        }
+        policy_identity(&self.identity)
     }
 
     pub fn policy_target(&self) -> policy::Target<'_> {
@@ -79,6 +76,16 @@ pub fn policy_target(t: &Target) -> policy::Target<'_> {
         logins: &t.logins,
         allow_local_forwarding: t.allow_local_forwarding,
         allow_remote_forwarding: t.allow_remote_forwarding,
+        groups: &t.groups,
+    }
+}
+
+pub fn policy_identity(i: &Identity) -> policy::Identity<'_> {
+    policy::Identity {
+        user: &i.user,
+        groups: &i.groups,
+        group_dns: &i.group_dns,
+        emergency: i.emergency,
     }
 }
 
@@ -147,11 +154,16 @@ impl ProxyConn {
 
     /// Whether the user may log in to the target as `login`.
     pub fn authorize_login(&self, login: &str) -> policy::Decision {
-        let id = policy::Identity {
-            user: &self.identity.user,
-            groups: &self.identity.groups,
-        };
-        policy::decide(&id, &policy_target(&self.target), &policy::Request::Login(login))
+        if self.identity.enrollment_only {
+            return policy::Decision::Deny(
+                "TOTP enrollment is required first: `ssh BASTION enroll totp` with a token from an admin".into(),
+            );
+        }
+        policy::decide(
+            &policy_identity(&self.identity),
+            &policy_target(&self.target),
+            &policy::Request::Login(login),
+        )
     }
 
     /// Starts the session once the client is authenticated as `login`:

@@ -8,6 +8,7 @@
 
 pub mod inner;
 pub mod limits;
+pub mod login;
 pub mod outer;
 
 use std::collections::HashMap;
@@ -28,7 +29,9 @@ use recorder::Sink;
 
 use crate::ca::Authority;
 use crate::config::Config;
-use crate::directory::EmbeddedDirectory;
+use crate::config::DirectoryConfig;
+use crate::directory::{EmbeddedDirectory, SharedDirectory};
+use crate::state::StateStore;
 use limits::{Admission, ConnectionLimits};
 
 /// How long a client may take to authenticate (like sshd's LoginGraceTime).
@@ -54,7 +57,10 @@ const NODE_CIPHERS: &[russh::cipher::Name] = &[
 pub struct Bastion {
     pub config: Arc<Config>,
     pub authority: Authority,
-    pub directory: EmbeddedDirectory,
+    /// Who users are: the embedded directory or LDAP / Active Directory.
+    pub directory: SharedDirectory,
+    /// Shared state: TOTP seeds, used codes, failure counters, tokens, keys.
+    pub state: Arc<StateStore>,
     /// Where sessions are recorded; a session whose recording cannot start is refused.
     pub sink: Arc<dyn Sink>,
     /// The outer server (what `ssh bastion` talks to).
@@ -126,13 +132,15 @@ impl Bastion {
         let mut with_certs = node_config();
         with_certs.preferred.host_key_certificates = with_certs.preferred.key.clone();
         let node_config = node_config();
-        let directory = EmbeddedDirectory::new(&config);
+        let directory = open_directory(&config)?;
+        let state = Arc::new(open_state(&config)?);
         let limits = ConnectionLimits::new(s.max_connections, s.max_connections_per_source);
         let (forced, _) = broadcast::channel(1);
         Ok(Arc::new(Bastion {
             config: Arc::new(config),
             authority,
             directory,
+            state,
             sink,
             outer_config,
             inner_configs: std::sync::RwLock::new(inner_configs),
@@ -171,6 +179,40 @@ impl Bastion {
             }
         }
     }
+}
+
+/// The directory the config names.
+pub fn open_directory(config: &Config) -> Result<SharedDirectory> {
+    Ok(match &config.directory {
+        DirectoryConfig::Embedded => Arc::new(EmbeddedDirectory::new(config)),
+        DirectoryConfig::Ldap { table, line } => {
+            let at = |e: &dyn std::fmt::Display| {
+                anyhow::anyhow!(
+                    "{}:{line}: `directory.ldap`: {e}",
+                    config.base_dir.join("(config)").display()
+                )
+            };
+            let cfg: crate::directory::ldap::LdapConfig = toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| at(&e.message()))?;
+            Arc::new(crate::directory::ldap::LdapDirectory::new(cfg, &config.base_dir).map_err(|e| at(&e))?)
+        }
+    })
+}
+
+/// Opens the state store, creating its directory and (first run) its key.
+pub fn open_state(config: &Config) -> Result<StateStore> {
+    let st = &config.state;
+    if let Some(parent) = st.db.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    crate::state::create_key_file(&st.key_file)?;
+    let policy = crate::factors::lockout::LockoutPolicy {
+        max_failures: config.auth.max_failures,
+        lock_for: config.auth.lockout,
+        ..Default::default()
+    };
+    Ok(StateStore::open(&st.db, &st.key_file)?.with_lockout_policy(policy))
 }
 
 /// The inner SSH server configuration for one target: the bastion's host key

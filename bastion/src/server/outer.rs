@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
 use tracing::{info, warn};
@@ -22,6 +21,8 @@ use tracing::{info, warn};
 use crate::commands;
 use crate::directory::Identity;
 use crate::proxy::ProxyConn;
+
+use super::login::Login;
 
 use super::Bastion;
 
@@ -58,6 +59,8 @@ pub struct OuterHandler {
     peer: SocketAddr,
     /// Read by the connection task to enforce the login grace time.
     authenticated: Arc<AtomicBool>,
+    /// Factors proven so far, until a combination is complete.
+    login: Login,
     identity: Option<Arc<Identity>>,
     /// Direct mode: the login and the proxy to the target.
     direct: Option<(String, ProxyConn)>,
@@ -68,6 +71,7 @@ pub struct OuterHandler {
 impl OuterHandler {
     pub fn new(bastion: Arc<Bastion>, peer: SocketAddr, authenticated: Arc<AtomicBool>) -> Self {
         OuterHandler {
+            login: Login::new(bastion.clone(), peer),
             bastion,
             peer,
             authenticated,
@@ -77,49 +81,29 @@ impl OuterHandler {
         }
     }
 
-    /// The user proved who they are with `factor`: settle identity and, in
-    /// direct mode, whether the login on the target is allowed.
-    fn accept(&mut self, name: &LoginName, factor: &str) -> Auth {
-        let Some(identity) = self.bastion.directory.identity(&name.user, factor) else {
+    /// A combination of factors is complete: settle identity and, in direct
+    /// mode, whether the login on the target is allowed.
+    fn settle(&mut self, auth: Auth) -> Auth {
+        if !matches!(auth, Auth::Accept) {
+            return auth;
+        }
+        let Some((identity, name)) = self.login.outcome.clone() else {
             return Auth::reject();
         };
         if let Some((login, target_name)) = &name.direct {
             let Some(target) = self.bastion.config.target(target_name) else {
-                warn!(user = %name.user, target = %target_name, client = %self.peer, "direct mode: unknown target");
+                warn!(user = %identity.user, target = %target_name, client = %self.peer, "direct mode: unknown target");
                 return Auth::reject();
             };
             let proxy = ProxyConn::new(self.bastion.clone(), identity.clone(), target.clone(), self.peer);
             if let policy::Decision::Deny(why) = proxy.authorize_login(login) {
-                warn!(user = %name.user, target = %target_name, reason = %why, "login refused");
+                warn!(user = %identity.user, target = %target_name, reason = %why, "login refused");
                 return Auth::reject();
             }
             self.direct = Some((login.clone(), proxy));
         }
-        info!(user = %identity.user, factor, client = %self.peer, "authenticated");
         self.identity = Some(identity);
         Auth::Accept
-    }
-
-    fn key_matches(&self, raw_user: &str, key: &PublicKey) -> Option<LoginName> {
-        let name = parse_login_name(raw_user)?;
-        self.bastion.directory.key_matches(&name.user, key).then_some(name)
-    }
-
-    async fn check_password(&mut self, raw_user: &str, password: String) -> Auth {
-        let Some(name) = parse_login_name(raw_user) else {
-            return Auth::reject();
-        };
-        let bastion = self.bastion.clone();
-        let user = name.user.clone();
-        let ok = tokio::task::spawn_blocking(move || bastion.directory.password_matches(&user, &password))
-            .await
-            .unwrap_or(false);
-        if ok {
-            self.accept(&name, "password")
-        } else {
-            warn!(user = %name.user, client = %self.peer, "authentication failed");
-            Auth::reject()
-        }
     }
 
     fn proxy(&mut self) -> Option<&mut ProxyConn> {
@@ -130,22 +114,26 @@ impl OuterHandler {
 impl Handler for OuterHandler {
     type Error = anyhow::Error;
 
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(
+                &[MethodKind::PublicKey, MethodKind::KeyboardInteractive][..],
+            )),
+            partial_success: false,
+        })
+    }
+
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        Ok(match self.key_matches(user, offer.public_key) {
-            Some(_) => Auth::Accept,
-            None => Auth::reject(),
+        Ok(if self.login.key_offered(user, offer.public_key).await {
+            Auth::Accept
+        } else {
+            Auth::reject()
         })
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        Ok(match self.key_matches(user, key.public_key) {
-            Some(name) => self.accept(&name, "publickey"),
-            None => Auth::reject(),
-        })
-    }
-
-    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        Ok(self.check_password(user, password.to_string()).await)
+        let auth = self.login.key_verified(user, key.public_key).await;
+        Ok(self.settle(auth))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -154,32 +142,8 @@ impl Handler for OuterHandler {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        match response {
-            None => Ok(Auth::Partial {
-                name: "".into(),
-                instructions: "".into(),
-                prompts: vec![("Password: ".into(), false)].into(),
-            }),
-            Some(mut answers) => {
-                let password = answers
-                    .next()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                match self.check_password(user, password).await {
-                    Auth::Accept => Ok(Auth::Accept),
-                    _ => Ok(Auth::Reject {
-                        proceed_with_methods: Some(MethodSet::from(
-                            &[
-                                MethodKind::PublicKey,
-                                MethodKind::Password,
-                                MethodKind::KeyboardInteractive,
-                            ][..],
-                        )),
-                        partial_success: false,
-                    }),
-                }
-            }
-        }
+        let auth = self.login.keyboard_interactive(user, response).await;
+        Ok(self.settle(auth))
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {

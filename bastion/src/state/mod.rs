@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -239,7 +239,7 @@ impl StateStore {
     /// The schema version of the database; also a cheap liveness probe for
     /// `/readyz`.
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.conn().query_row(sql::SELECT_SCHEMA_VERSION, [], |r| r.get(0))?)
+        Ok(one(&self.conn(), sql::SELECT_SCHEMA_VERSION, &[], |r| r.get(0))?.unwrap_or(0))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -259,10 +259,11 @@ impl StateStore {
         let (nonce, ciphertext) = self.seal.seal(user, seed)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(sql::TOTP_SEED_DELETE, params![user])?;
-        tx.execute(
+        exec(&tx, sql::TOTP_SEED_DELETE, &[&user])?;
+        exec(
+            &tx,
             sql::TOTP_SEED_INSERT,
-            params![user, self.seal.key_id(), &nonce[..], ciphertext, now],
+            &[&user, &self.seal.key_id(), &&nonce[..], &ciphertext, &now],
         )?;
         tx.commit()?;
         Ok(())
@@ -272,11 +273,9 @@ impl StateStore {
     /// Fails if the stored seed was sealed under another state key or for
     /// another user, or was altered.
     pub fn totp_seed(&self, user: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let row: Option<(String, Vec<u8>, Vec<u8>)> = self
-            .conn()
-            .prepare_cached(sql::TOTP_SEED_SELECT)?
-            .query_row(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
+        let row: Option<(String, Vec<u8>, Vec<u8>)> = one(&self.conn(), sql::TOTP_SEED_SELECT, &[&user], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
         let Some((key_id, nonce, ciphertext)) = row else {
             return Ok(None);
         };
@@ -293,7 +292,7 @@ impl StateStore {
 
     /// Removes the TOTP seed of `user`; true if there was one.
     pub fn remove_totp(&self, user: &str) -> Result<bool> {
-        Ok(self.conn().execute(sql::TOTP_SEED_DELETE, params![user])? > 0)
+        Ok(exec(&self.conn(), sql::TOTP_SEED_DELETE, &[&user])? > 0)
     }
 
     /// Whether `user` has a TOTP seed.
@@ -302,11 +301,7 @@ impl StateStore {
     }
 
     fn totp_enrolled_at(&self, user: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn()
-            .prepare_cached(sql::TOTP_SEED_ENROLLED_AT)?
-            .query_row(params![user], |r| r.get(0))
-            .optional()?)
+        Ok(one(&self.conn(), sql::TOTP_SEED_ENROLLED_AT, &[&user], |r| r.get(0))?)
     }
 
     // ---- single-use codes --------------------------------------------------
@@ -319,11 +314,12 @@ impl StateStore {
     pub fn claim_totp_step(&self, user: &str, step: u64, now: i64) -> Result<bool> {
         let step = i64::try_from(step).context("TOTP step out of range")?;
         let conn = self.conn();
-        conn.prepare_cached(sql::TOTP_STEP_PRUNE)?
-            .execute(params![now.saturating_sub(USED_STEP_RETENTION_SECS)])?;
-        let inserted = conn
-            .prepare_cached(sql::TOTP_STEP_CLAIM)?
-            .execute(params![user, step, now])?;
+        exec(
+            &conn,
+            sql::TOTP_STEP_PRUNE,
+            &[&now.saturating_sub(USED_STEP_RETENTION_SECS)],
+        )?;
+        let inserted = exec(&conn, sql::TOTP_STEP_CLAIM, &[&user, &step, &now])?;
         Ok(inserted == 1)
     }
 
@@ -339,15 +335,22 @@ impl StateStore {
         let p = self.lockout;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached(sql::FAILURE_ENSURE)?.execute(params![key, now])?;
-        tx.prepare_cached(sql::FAILURE_RESET_EXPIRED)?
-            .execute(params![key, now, now.saturating_sub(p.lock_secs())])?;
-        tx.prepare_cached(sql::FAILURE_INCREMENT)?.execute(params![
-            key,
-            now,
-            i64::from(p.max_failures),
-            now.saturating_add(p.lock_secs())
-        ])?;
+        exec(&tx, sql::FAILURE_ENSURE, &[&key, &now])?;
+        exec(
+            &tx,
+            sql::FAILURE_RESET_EXPIRED,
+            &[&key, &now, &now.saturating_sub(p.lock_secs())],
+        )?;
+        exec(
+            &tx,
+            sql::FAILURE_INCREMENT,
+            &[
+                &key,
+                &now,
+                &i64::from(p.max_failures),
+                &now.saturating_add(p.lock_secs()),
+            ],
+        )?;
         let rec = failure_record(&tx, key)?.ok_or_else(|| anyhow!("failure counter {key} vanished"))?;
         tx.commit()?;
         Ok(p.current(Some(&rec), now))
@@ -355,7 +358,7 @@ impl StateStore {
 
     /// Forgets the failures of `key` (after a successful login).
     pub fn clear_failures(&self, key: &str) -> Result<()> {
-        self.conn().prepare_cached(sql::FAILURE_DELETE)?.execute(params![key])?;
+        exec(&self.conn(), sql::FAILURE_DELETE, &[&key])?;
         Ok(())
     }
 
@@ -369,7 +372,7 @@ impl StateStore {
     /// Lifts a lock and resets the counter of `key` (`bastion users unlock`);
     /// true if there was a counter.
     pub fn unlock(&self, key: &str) -> Result<bool> {
-        Ok(self.conn().prepare_cached(sql::FAILURE_DELETE)?.execute(params![key])? > 0)
+        Ok(exec(&self.conn(), sql::FAILURE_DELETE, &[&key])? > 0)
     }
 
     // ---- enrollment tokens ---------------------------------------------------
@@ -393,10 +396,11 @@ impl StateStore {
         let hash = token_hash(&token);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(sql::ENROLL_TOKEN_DELETE_USER, params![user])?;
-        tx.execute(
+        exec(&tx, sql::ENROLL_TOKEN_DELETE_USER, &[&user])?;
+        exec(
+            &tx,
             sql::ENROLL_TOKEN_INSERT,
-            params![user, hash, now, now.saturating_add(ttl_secs)],
+            &[&user, &hash, &now, &now.saturating_add(ttl_secs)],
         )?;
         tx.commit()?;
         Ok(token)
@@ -410,19 +414,16 @@ impl StateStore {
     pub fn consume_enroll_token(&self, user: &str, token: &str, now: i64) -> Result<bool> {
         let presented = token_hash(token);
         let conn = self.conn();
-        let row: Option<(Vec<u8>, i64)> = conn
-            .prepare_cached(sql::ENROLL_TOKEN_SELECT)?
-            .query_row(params![user], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let row: Option<(Vec<u8>, i64)> = one(&conn, sql::ENROLL_TOKEN_SELECT, &[&user], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         let Some((stored, expires_at)) = row else {
             return Ok(false);
         };
         if !bool::from(stored.as_slice().ct_eq(presented.as_slice())) || expires_at <= now {
             return Ok(false);
         }
-        let consumed = conn
-            .prepare_cached(sql::ENROLL_TOKEN_CONSUME)?
-            .execute(params![user, presented, now])?;
+        let consumed = exec(&conn, sql::ENROLL_TOKEN_CONSUME, &[&user, &presented, &now])?;
         Ok(consumed == 1)
     }
 
@@ -444,20 +445,17 @@ impl StateStore {
         let mut bare = key.clone();
         bare.set_comment("");
         let public = bare.to_openssh().map_err(|e| anyhow!("encoding the public key: {e}"))?;
-        let inserted = self.conn().prepare_cached(sql::USER_KEY_INSERT)?.execute(params![
-            user,
-            public.trim_end(),
-            comment,
-            now
-        ])?;
+        let inserted = exec(
+            &self.conn(),
+            sql::USER_KEY_INSERT,
+            &[&user, &public.trim_end(), &comment, &now],
+        )?;
         Ok(inserted == 1)
     }
 
     /// The enrolled keys of `user` as OpenSSH lines, oldest first.
     pub fn user_keys(&self, user: &str) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql::USER_KEY_SELECT)?;
-        let rows = stmt.query_map(params![user], |r| {
+        Ok(all(&self.conn(), sql::USER_KEY_SELECT, &[&user], |r| {
             let public: String = r.get(0)?;
             let comment: String = r.get(1)?;
             Ok(if comment.is_empty() {
@@ -465,13 +463,12 @@ impl StateStore {
             } else {
                 format!("{public} {comment}")
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?)
     }
 
     /// Removes every enrolled key of `user`; returns how many there were.
     pub fn remove_user_keys(&self, user: &str) -> Result<usize> {
-        Ok(self.conn().execute(sql::USER_KEY_DELETE_USER, params![user])?)
+        Ok(exec(&self.conn(), sql::USER_KEY_DELETE_USER, &[&user])?)
     }
 
     // ---- users -----------------------------------------------------------------
@@ -479,13 +476,8 @@ impl StateStore {
     /// What the store knows about `user` at `now`, for `bastion users show`.
     pub fn users_summary(&self, user: &str, now: i64) -> Result<UserSummary> {
         let totp_enrolled_at = self.totp_enrolled_at(user)?;
-        let keys: i64 = self
-            .conn()
-            .query_row(sql::USER_KEY_COUNT, params![user], |r| r.get(0))?;
-        let token_expiry: Option<i64> = self
-            .conn()
-            .query_row(sql::ENROLL_TOKEN_SELECT, params![user], |r| r.get(1))
-            .optional()?;
+        let keys: i64 = one(&self.conn(), sql::USER_KEY_COUNT, &[&user], |r| r.get(0))?.unwrap_or(0);
+        let token_expiry: Option<i64> = one(&self.conn(), sql::ENROLL_TOKEN_SELECT, &[&user], |r| r.get(1))?;
         Ok(UserSummary {
             user: user.to_string(),
             totp_enrolled: totp_enrolled_at.is_some(),
@@ -499,10 +491,7 @@ impl StateStore {
     /// Every user with a TOTP seed, an enrolled key or an enrollment token,
     /// sorted.
     pub fn known_users(&self) -> Result<Vec<String>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(sql::KNOWN_USERS)?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(all(&self.conn(), sql::KNOWN_USERS, &[], |r| r.get(0))?)
     }
 }
 
@@ -510,8 +499,8 @@ impl StateStore {
 /// processes opening a new file at once apply each migration once.
 fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(sql::CREATE_SCHEMA_VERSION, [])?;
-    let current: i64 = tx.query_row(sql::SELECT_SCHEMA_VERSION, [], |r| r.get(0))?;
+    exec(&tx, sql::CREATE_SCHEMA_VERSION, &[])?;
+    let current: i64 = one(&tx, sql::SELECT_SCHEMA_VERSION, &[], |r| r.get(0))?.unwrap_or(0);
     if current > SCHEMA_VERSION {
         bail!("the database has schema version {current}, newer than this bastion's {SCHEMA_VERSION}; upgrade bastion");
     }
@@ -520,24 +509,69 @@ fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
             tx.execute(statement, [])
                 .with_context(|| format!("applying schema version {version}"))?;
         }
-        tx.execute(sql::INSERT_SCHEMA_VERSION, params![version, now])?;
+        exec(&tx, sql::INSERT_SCHEMA_VERSION, &[&version, &now])?;
     }
     tx.commit()?;
     Ok(())
 }
 
 fn failure_record(conn: &Connection, key: &str) -> Result<Option<FailureRecord>> {
-    Ok(conn
-        .prepare_cached(sql::FAILURE_SELECT)?
-        .query_row(params![key], |r| {
-            let failures: i64 = r.get(0)?;
-            Ok(FailureRecord {
-                failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX),
-                last_at: r.get(1)?,
-                locked_until: r.get(2)?,
-            })
+    Ok(one(conn, sql::FAILURE_SELECT, &[&key], |r| {
+        let failures: i64 = r.get(0)?;
+        Ok(FailureRecord {
+            failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX),
+            last_at: r.get(1)?,
+            locked_until: r.get(2)?,
         })
-        .optional()?)
+    })?)
+}
+
+// ---- binding `$1, $2, …` -------------------------------------------------------
+// SQLite numbers `$N` parameters by first appearance, PostgreSQL by N; binding
+// by name makes the two agree whatever the order in the statement.
+
+const PARAM_NAMES: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
+
+/// Prepares (cached) `sql`, checking it takes exactly `n` parameters.
+fn prepare<'c>(conn: &'c Connection, sql: &str, n: usize) -> rusqlite::Result<CachedStatement<'c>> {
+    let stmt = conn.prepare_cached(sql)?;
+    if stmt.parameter_count() != n || n > PARAM_NAMES.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(n, stmt.parameter_count()));
+    }
+    Ok(stmt)
+}
+
+fn named<'a>(values: &'a [&'a dyn ToSql]) -> Vec<(&'static str, &'a dyn ToSql)> {
+    PARAM_NAMES.iter().copied().zip(values.iter().copied()).collect()
+}
+
+/// Executes `sql` with `values` as `$1, $2, …`; returns the rows changed.
+fn exec(conn: &Connection, sql: &str, values: &[&dyn ToSql]) -> rusqlite::Result<usize> {
+    prepare(conn, sql, values.len())?.execute(named(values).as_slice())
+}
+
+/// The first row of `sql` with `values` as `$1, $2, …`, if any.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    values: &[&dyn ToSql],
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    prepare(conn, sql, values.len())?
+        .query_row(named(values).as_slice(), f)
+        .optional()
+}
+
+/// Every row of `sql` with `values` as `$1, $2, …`.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    values: &[&dyn ToSql],
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    prepare(conn, sql, values.len())?
+        .query_map(named(values).as_slice(), f)?
+        .collect()
 }
 
 /// SHA-256 of a token in canonical form (no dashes or whitespace, upper case).

@@ -119,9 +119,7 @@ fn open_makes_a_private_wal_database_with_the_schema() {
 #[test]
 fn a_newer_schema_is_refused() {
     let f = Fixture::new();
-    f.raw()
-        .execute(sql::INSERT_SCHEMA_VERSION, params![SCHEMA_VERSION + 1, T0])
-        .unwrap();
+    exec(&f.raw(), sql::INSERT_SCHEMA_VERSION, &[&(SCHEMA_VERSION + 1), &T0]).unwrap();
     let err = format!("{:#}", StateStore::open(&f.db(), &f.key()).unwrap_err());
     assert!(err.contains("newer than this bastion"), "{err}");
 }
@@ -222,9 +220,7 @@ fn a_seed_under_another_key_says_so() {
     let err = other.totp_seed("alice").unwrap_err().to_string();
     assert!(err.contains(f.store.key_id()) && err.contains(other.key_id()), "{err}");
     // Forge the key id: the AEAD still refuses.
-    f.raw()
-        .execute("UPDATE totp_seeds SET key_id = $1", params![other.key_id()])
-        .unwrap();
+    exec(&f.raw(), "UPDATE totp_seeds SET key_id = $1", &[&other.key_id()]).unwrap();
     assert!(other.totp_seed("alice").is_err());
 }
 
@@ -348,7 +344,8 @@ fn claims_are_exclusive_across_processes() {
         let stdout = String::from_utf8(out.stdout).unwrap();
         assert!(stdout.contains("1 passed"), "child did not run: {stdout}");
         for line in stdout.lines() {
-            if let Some(step) = line.strip_prefix("CLAIMED ") {
+            // libtest may print "test … ... " on the same line as the first one.
+            if let Some((_, step)) = line.split_once("CLAIMED ") {
                 *claimed.entry(step.parse().unwrap()).or_default() += 1;
             }
         }
@@ -465,7 +462,7 @@ fn store_counters_follow_the_lockout_model() {
             x ^= x >> 7;
             x ^= x << 17;
             now += [0, 1, 2, 9, 10, 30, 59, 60, 61, 600, 1799, 1800, 1801][(x % 13) as usize];
-            if x % 97 == 0 {
+            if x.is_multiple_of(97) {
                 store.clear_failures("k").unwrap();
                 model = None;
                 continue;
@@ -673,15 +670,39 @@ fn store_is_send_and_sync() {
 // ---- SQL portability ---------------------------------------------------------------------
 
 #[test]
-fn sql_uses_numbered_parameters_in_order() {
+fn sql_uses_exactly_dollar_one_to_n() {
     let f = Fixture::new();
     let conn = f.store.conn();
     for statement in sql::ALL {
         let stmt = conn.prepare(statement).unwrap_or_else(|e| panic!("{statement}: {e}"));
-        for i in 1..=stmt.parameter_count() {
-            assert_eq!(stmt.parameter_name(i), Some(format!("${i}").as_str()), "{statement}");
-        }
+        let n = stmt.parameter_count();
+        let mut names: Vec<String> = (1..=n).map(|i| stmt.parameter_name(i).unwrap().to_string()).collect();
+        names.sort_by_key(|name| name.trim_start_matches('$').parse::<usize>().unwrap());
+        let expected: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
+        assert_eq!(names, expected, "{statement}");
     }
+}
+
+#[test]
+fn parameters_bind_by_name_whatever_their_order() {
+    // FAILURE_INCREMENT mentions $2 before $1: binding by position would be wrong.
+    let f = Fixture::new();
+    let conn = f.store.conn();
+    exec(&conn, sql::FAILURE_ENSURE, &[&"k", &T0]).unwrap();
+    exec(&conn, sql::FAILURE_INCREMENT, &[&"k", &(T0 + 7), &1i64, &(T0 + 99)]).unwrap();
+    let rec = failure_record(&conn, "k").unwrap().unwrap();
+    assert_eq!(
+        rec,
+        FailureRecord {
+            failures: 1,
+            last_at: T0 + 7,
+            locked_until: Some(T0 + 99)
+        }
+    );
+    assert!(
+        exec(&conn, sql::FAILURE_DELETE, &[&"k", &1i64]).is_err(),
+        "parameter count checked"
+    );
 }
 
 #[test]
