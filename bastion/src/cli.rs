@@ -95,6 +95,30 @@ enum CaCommand {
 enum UsersCommand {
     /// Read a password on stdin, print its argon2id hash for `password_hash`.
     HashPassword,
+    /// What the directory and the state store know of a user.
+    Show {
+        user: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Make a one-time token the user gives to `ssh -t BASTION enroll totp`.
+    EnrollToken {
+        user: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove a user's TOTP (lost phone); they enroll again with a new token.
+    ResetTotp {
+        user: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Lift a lock after repeated failures.
+    Unlock {
+        user: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -157,6 +181,7 @@ fn run(command: Command) -> Result<ExitCode> {
             println!("{}", crate::directory::hash_password(password)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Users { command } => users_command(command),
         Command::Demo {
             dir,
             port,
@@ -188,6 +213,103 @@ fn ca_command(command: CaCommand) -> Result<ExitCode> {
             let c = load_config(&config)?;
             let ca = crate::ca::read_private_key(&c.server.user_ca)?;
             println!("{}", ca.public_key().to_openssh()?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn users_command(command: UsersCommand) -> Result<ExitCode> {
+    let (user, config) = match &command {
+        UsersCommand::HashPassword => unreachable!("handled above"),
+        UsersCommand::Show { user, config }
+        | UsersCommand::EnrollToken { user, config }
+        | UsersCommand::ResetTotp { user, config }
+        | UsersCommand::Unlock { user, config } => (user.clone(), load_config(config)?),
+    };
+    let state = crate::server::open_state(&config)?;
+    let now = unix_now();
+    // Admin actions go to the log too (the audit trail).
+    match command {
+        UsersCommand::HashPassword => unreachable!(),
+        UsersCommand::Show { .. } => {
+            let directory = crate::server::open_directory(&config)?;
+            let found = runtime()?.block_on(directory.lookup(&user));
+            match &found {
+                Ok(u) => {
+                    println!("user:        {}", u.name);
+                    if !u.dn.is_empty() {
+                        println!("dn:          {}", u.dn);
+                    }
+                    println!("account:     {}", u.state.as_str());
+                    println!("groups:      {}", u.groups.join(", "));
+                    println!("directory keys: {}", u.ssh_keys.len());
+                }
+                Err(e) => println!("directory:   {e} ({})", directory.kind()),
+            }
+            let s = state.users_summary(&user, now)?;
+            println!(
+                "totp:        {}",
+                if s.totp_enrolled { "enrolled" } else { "not enrolled" }
+            );
+            println!("enrolled keys: {}", s.keys);
+            println!("failures:    {}", s.failures.failures);
+            if let Some(until) = s.failures.locked_until {
+                println!(
+                    "locked until: {} (unlock: bastion users unlock {user})",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(until.max(0) as u64)
+                    )
+                );
+            }
+            if let Some(exp) = s.enroll_token_expires_at {
+                println!(
+                    "enroll token: outstanding, expires {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp.max(0) as u64)
+                    )
+                );
+            }
+        }
+        UsersCommand::EnrollToken { .. } => {
+            let ttl = config.auth.enroll_token_ttl.as_secs() as i64;
+            let token = state.create_enroll_token(&user, ttl, now)?;
+            tracing::info!(user = %user, admin_action = "enroll-token", "enrollment token issued");
+            println!("{token}");
+            eprintln!(
+                "Give this to {user} over a trusted channel; valid once, for {}.\nThey run: ssh -t {user}@BASTION enroll totp",
+                humantime::format_duration(config.auth.enroll_token_ttl)
+            );
+        }
+        UsersCommand::ResetTotp { .. } => {
+            let removed = state.remove_totp(&user)?;
+            tracing::info!(user = %user, admin_action = "reset-totp", removed, "TOTP reset");
+            println!(
+                "{}",
+                if removed {
+                    "TOTP removed; the user enrolls again with a new token"
+                } else {
+                    "no TOTP was enrolled"
+                }
+            );
+        }
+        UsersCommand::Unlock { .. } => {
+            let was = state.unlock(&crate::state::user_failure_key(&user))?;
+            tracing::info!(user = %user, admin_action = "unlock", was_locked = was, "user unlocked");
+            println!(
+                "{}",
+                if was {
+                    "unlocked"
+                } else {
+                    "was not locked; failure count cleared"
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,9 @@
 //! arguments to text and an exit status; the outer connection writes the
 //! result to the channel. The bastion never runs a user command in a shell.
 
+mod enroll;
 mod help;
+pub mod io;
 mod targets;
 mod whoami;
 
@@ -46,6 +48,33 @@ impl Output {
             ..Default::default()
         }
     }
+}
+
+/// Parses a command line and runs it on the channel; ends the channel.
+pub async fn run_on(ctx: &CommandCtx, line: &str, mut io: io::ChannelIo) {
+    let words = shlex::split(line).unwrap_or_default();
+    if words.first().map(String::as_str) == Some("enroll") {
+        tracing::info!(user = %ctx.identity.user, command = "enroll", client = %ctx.client, "bastion command");
+        let status = enroll::run(ctx, &words[1..], &mut io).await;
+        io.finish(status).await;
+        return;
+    }
+    let out = if ctx.identity.enrollment_only && !matches!(words.first().map(String::as_str), Some("whoami" | "help")) {
+        Output::fail(
+            1,
+            "bastion: TOTP enrollment is required first: `ssh -t BASTION enroll totp` with the token an admin gave you\n"
+                .into(),
+        )
+    } else {
+        run(ctx, line).await
+    };
+    if !out.stdout.is_empty() {
+        io.write(&String::from_utf8_lossy(&out.stdout)).await;
+    }
+    if !out.stderr.is_empty() {
+        io.write_err(&String::from_utf8_lossy(&out.stderr)).await;
+    }
+    io.finish(out.status).await;
 }
 
 /// Parses a command line with shell quoting rules and runs it.

@@ -20,7 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, ResultEntry, Scope, SearchEntry, ldap_escape};
 use russh::keys::PublicKey;
@@ -37,6 +37,10 @@ const MAX_GROUP_DEPTH: usize = 32;
 const GROUP_BATCH: usize = 50;
 /// User names longer than this are not looked up (no directory allows them).
 const MAX_USER_LEN: usize = 256;
+/// A pooled connection idle for longer is dropped rather than reused: a
+/// firewall or the server (AD's MaxConnIdleTime) may have forgotten it
+/// without telling us, and a silent loss would cost a whole operation timeout.
+const MAX_IDLE: Duration = Duration::from_secs(120);
 
 const DEFAULT_AD_FILTER: &str = "(&(objectClass=user)(|(sAMAccountName={user})(userPrincipalName={user})))";
 const DEFAULT_OPENLDAP_FILTER: &str = "(&(objectClass=inetOrgPerson)(uid={user}))";
@@ -256,8 +260,8 @@ pub struct LdapDirectory {
     ssh_key_attribute: Option<String>,
     connect_timeout: Duration,
     operation_timeout: Duration,
-    /// Idle service connections, already bound as `bind_dn`.
-    idle: Mutex<Vec<Ldap>>,
+    /// Idle service connections, already bound as `bind_dn`, with when they were put back.
+    idle: Mutex<Vec<(Ldap, Instant)>>,
     /// At most `pool_size` service connections in use at once.
     permits: Semaphore,
     pool_size: usize,
@@ -422,8 +426,8 @@ impl LdapDirectory {
         loop {
             let popped = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match popped {
-                Some(mut l) => {
-                    if !l.is_closed() {
+                Some((mut l, since)) => {
+                    if !l.is_closed() && since.elapsed() < MAX_IDLE {
                         return Ok((l, true));
                     }
                 }
@@ -450,7 +454,7 @@ impl LdapDirectory {
     fn put_back(&self, ldap: Ldap) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.pool_size {
-            idle.push(ldap);
+            idle.push((ldap, Instant::now()));
         }
     }
 

@@ -11,3 +11,5 @@
 pub mod lockout;
 mod qr;
 pub mod totp;
+
+pub use qr::qr_terminal;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use russh::server::{self, ChannelOpenHandle, Session};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use recorder::{ChannelKind, SessionMeta, SessionTap};
@@ -111,10 +111,12 @@ pub struct ProxyConn {
     client_handle: Option<server::Handle>,
     /// Stops the watchdog when the connection (and so this struct) goes away.
     watchdog: Option<AbortOnDrop>,
+    /// Fresh directory answers from the outer connection's live re-check.
+    identity_updates: Option<watch::Receiver<Arc<Identity>>>,
 }
 
 /// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -145,7 +147,13 @@ impl ProxyConn {
             replies: HashMap::new(),
             client_handle: None,
             watchdog: None,
+            identity_updates: None,
         }
+    }
+
+    /// Re-checks of the user (group changes) reach this session through `updates`.
+    pub fn follow_identity(&mut self, updates: watch::Receiver<Arc<Identity>>) {
+        self.identity_updates = Some(updates);
     }
 
     pub fn target(&self) -> &Target {
@@ -200,7 +208,8 @@ impl ProxyConn {
                     session = %id, user = %self.identity.user, target = %self.target.name,
                     login, client = %self.client_addr, "session started"
                 );
-                self.watchdog = Some(AbortOnDrop(tokio::spawn(watchdog(ctx.clone(), handle))));
+                let updates = self.identity_updates.clone();
+                self.watchdog = Some(AbortOnDrop(tokio::spawn(watchdog(ctx.clone(), handle, updates))));
                 Ok(ctx)
             }
             Err(e) => {
@@ -407,14 +416,34 @@ async fn explain_and_close(channel: Channel<server::Msg>, message: String) {
 
 /// Closes the session when it has been idle too long, has run too long, or
 /// the bastion is shutting down past its grace period.
-async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle) {
+async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Option<watch::Receiver<Arc<Identity>>>) {
     let server = &ctx.bastion.config.server;
     let mut forced = ctx.bastion.shutdown.forced();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let reason = loop {
+        let update = async {
+            match updates.as_mut() {
+                Some(rx) => rx.changed().await.map(|_| rx.borrow_and_update().clone()),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => {}
             _ = forced.recv() => break "the bastion is shutting down".to_string(),
+            fresh = update => match fresh {
+                Ok(identity) => {
+                    let decision = policy::decide(
+                        &policy_identity(&identity),
+                        &ctx.policy_target(),
+                        &policy::Request::Login(&ctx.login),
+                    );
+                    if let policy::Decision::Deny(why) = decision {
+                        break format!("access revoked: {why}; session closed");
+                    }
+                }
+                // The outer connection is gone; so is this session.
+                Err(_) => updates = None,
+            },
         }
         if ctx.idle_for() >= server.idle_timeout {
             break format!(

@@ -21,12 +21,23 @@ use crate::proxy::ProxyConn;
 use super::Bastion;
 
 /// Runs the inner server on `channel` until the client closes it.
-pub fn spawn(bastion: Arc<Bastion>, identity: Arc<Identity>, target: Target, channel: Channel<Msg>, peer: SocketAddr) {
+pub fn spawn(
+    bastion: Arc<Bastion>,
+    identity: Arc<Identity>,
+    target: Target,
+    channel: Channel<Msg>,
+    peer: SocketAddr,
+    updates: Option<tokio::sync::watch::Receiver<Arc<Identity>>>,
+) {
     let Some(config) = bastion.inner_config(&target.name) else {
         return;
     };
+    let mut proxy = ProxyConn::new(bastion, identity, target, peer);
+    if let Some(u) = updates {
+        proxy.follow_identity(u);
+    }
     let handler = InnerHandler {
-        proxy: ProxyConn::new(bastion, identity, target, peer),
+        proxy,
         login: None,
         refusal: None,
     };

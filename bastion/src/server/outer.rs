@@ -66,6 +66,12 @@ pub struct OuterHandler {
     direct: Option<(String, ProxyConn)>,
     /// Session channels running bastion commands.
     command_channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Command channels with a PTY (output needs CR LF, input echo).
+    command_ptys: std::collections::HashSet<ChannelId>,
+    /// The live re-check publishes fresh identities here; sessions follow.
+    identity_updates: Option<tokio::sync::watch::Sender<Arc<Identity>>>,
+    /// Stops the re-check when the connection ends.
+    _recheck: Option<crate::proxy::AbortOnDrop>,
 }
 
 impl OuterHandler {
@@ -78,6 +84,9 @@ impl OuterHandler {
             identity: None,
             direct: None,
             command_channels: HashMap::new(),
+            command_ptys: Default::default(),
+            identity_updates: None,
+            _recheck: None,
         }
     }
 
@@ -102,6 +111,11 @@ impl OuterHandler {
             }
             self.direct = Some((login.clone(), proxy));
         }
+        let (tx, rx) = tokio::sync::watch::channel(identity.clone());
+        if let Some((_, proxy)) = self.direct.as_mut() {
+            proxy.follow_identity(rx);
+        }
+        self.identity_updates = Some(tx);
         self.identity = Some(identity);
         Auth::Accept
     }
@@ -149,6 +163,12 @@ impl Handler for OuterHandler {
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.authenticated.store(true, Ordering::Relaxed);
         let handle = session.handle();
+        if let (Some(identity), Some(updates)) = (self.identity.clone(), self.identity_updates.clone())
+            && !identity.emergency
+        {
+            let task = tokio::spawn(recheck(self.bastion.clone(), identity, updates, handle.clone()));
+            self._recheck = Some(crate::proxy::AbortOnDrop(task));
+        }
         if let Some((login, proxy)) = self.direct.as_mut() {
             let login = login.clone();
             proxy.start(&login, handle);
@@ -192,7 +212,15 @@ impl Handler for OuterHandler {
             Some(target) if port == 22 => {
                 info!(user = %identity.user, target = %target.name, client = %self.peer, "jump to target");
                 reply.accept().await;
-                super::inner::spawn(self.bastion.clone(), identity, target.clone(), channel, self.peer);
+                let updates = self.identity_updates.as_ref().map(|u| u.subscribe());
+                super::inner::spawn(
+                    self.bastion.clone(),
+                    identity,
+                    target.clone(),
+                    channel,
+                    self.peer,
+                    updates,
+                );
             }
             Some(target) => {
                 warn!(user = %identity.user, target = %target.name, port, "refused: only the SSH port of a target is reachable");
@@ -219,7 +247,10 @@ impl Handler for OuterHandler {
     ) -> Result<(), Self::Error> {
         match self.proxy() {
             Some(p) => p.answer_request(channel, session).await,
-            None => session.channel_success(channel)?,
+            None => {
+                self.command_ptys.insert(channel);
+                session.channel_success(channel)?
+            }
         }
         Ok(())
     }
@@ -337,6 +368,7 @@ impl OuterHandler {
         let Some(ch) = self.command_channels.remove(&channel) else {
             return;
         };
+        let pty = self.command_ptys.remove(&channel);
         let identity = self.identity.clone().expect("commands run only after authentication");
         let ctx = commands::CommandCtx {
             bastion: self.bastion.clone(),
@@ -345,17 +377,50 @@ impl OuterHandler {
         };
         let line = line.to_string();
         tokio::spawn(async move {
-            let out = commands::run(&ctx, &line).await;
-            if !out.stdout.is_empty() {
-                let _ = ch.data_bytes(out.stdout).await;
-            }
-            if !out.stderr.is_empty() {
-                let _ = ch.extended_data_bytes(1, out.stderr).await;
-            }
-            let _ = ch.exit_status(out.status).await;
-            let _ = ch.eof().await;
-            let _ = ch.close().await;
+            commands::run_on(&ctx, &line, commands::io::ChannelIo::new(ch, pty)).await;
         });
+    }
+}
+
+/// Re-validates the user against the directory every `auth.recheck_interval`:
+/// an account that is gone, disabled, locked or expired is cut off; fresh
+/// groups go to the sessions, which close if their login is no longer allowed.
+/// A directory that cannot be reached leaves running sessions alone.
+async fn recheck(
+    bastion: Arc<Bastion>,
+    identity: Arc<Identity>,
+    updates: tokio::sync::watch::Sender<Arc<Identity>>,
+    handle: russh::server::Handle,
+) {
+    let every = bastion.config.auth.recheck_interval;
+    loop {
+        tokio::time::sleep(every).await;
+        let reason = match bastion.directory.lookup(&identity.user).await {
+            Ok(u) if u.state == crate::directory::AccountState::Active => {
+                let fresh = Identity {
+                    groups: u.groups,
+                    group_dns: u.group_dns,
+                    ..(*identity).clone()
+                };
+                updates.send_replace(Arc::new(fresh));
+                continue;
+            }
+            Ok(u) => format!("account {}", u.state.as_str()),
+            Err(crate::directory::DirError::Unavailable(e)) => {
+                warn!(user = %identity.user, error = %e, "live re-check: directory unavailable; sessions continue");
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        warn!(user = %identity.user, %reason, "live re-check: access revoked; disconnecting");
+        let _ = handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                format!("bastion: access revoked ({reason}); session closed"),
+                "en".into(),
+            )
+            .await;
+        return;
     }
 }
 
