@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, Response};
@@ -99,29 +99,35 @@ impl Login {
             .unwrap_or_default()
     }
 
-    /// Waits out the back-off, or says the user or source is locked.
+    /// Waits out the back-off, or says the user is locked. A source address
+    /// only ever slows down: locking it would let one attacker lock out every
+    /// engineer behind the same NAT, so its lock becomes the longest delay.
     async fn gate(&self) -> bool {
         let state = self.bastion.state.clone();
-        let keys = [self.user_key(), source_failure_key(self.peer.ip())];
+        let (user_key, source_key) = (self.user_key(), source_failure_key(self.peer.ip()));
         let now = unix_now();
-        let gates: Vec<Gate> = tokio::task::block_in_place(|| {
-            keys.iter()
-                .map(|k| {
-                    state
-                        .failure_state(k, now)
-                        .map(|s| state.lockout_policy().decide(&s, now))
-                        .unwrap_or(Gate::Open)
-                })
-                .collect()
+        let (user_gate, source_gate) = tokio::task::block_in_place(|| {
+            let gate = |k: &str| {
+                state
+                    .failure_state(k, now)
+                    .map(|s| state.lockout_policy().decide(&s, now))
+                    .unwrap_or(Gate::Open)
+            };
+            (gate(&user_key), gate(&source_key))
         });
-        for g in gates {
-            match g {
-                Gate::Open => {}
-                Gate::Delay(d) => tokio::time::sleep(d).await,
-                Gate::Locked { .. } => return false,
-            }
-        }
-        true
+        let max_delay = self.bastion.state.lockout_policy().max_delay;
+        let source_delay = match source_gate {
+            Gate::Open => Duration::ZERO,
+            Gate::Delay(d) => d,
+            Gate::Locked { .. } => max_delay,
+        };
+        let (user_delay, open) = match user_gate {
+            Gate::Open => (Duration::ZERO, true),
+            Gate::Delay(d) => (d, true),
+            Gate::Locked { .. } => (Duration::ZERO, false),
+        };
+        tokio::time::sleep(source_delay.max(user_delay)).await;
+        open
     }
 
     fn record_failure(&self, factor: Factor, reason: &str) {
