@@ -1031,6 +1031,10 @@ pub struct Lab {
     pub port: u16,
     user_ca: String,
     server_extra: Vec<String>,
+    /// Raw lines added to `[auth]`.
+    auth_extra: Vec<String>,
+    /// Raw TOML sections appended at the end (e.g. `[directory]`).
+    sections: Vec<String>,
     targets: Vec<String>,
     users: Vec<(String, String)>,
     clients: Vec<LabUser>,
@@ -1056,6 +1060,8 @@ impl Lab {
             port: free_port(),
             user_ca: String::new(),
             server_extra: vec![],
+            auth_extra: vec![],
+            sections: vec![],
             targets: vec![],
             users: vec![],
             clients: vec![],
@@ -1098,6 +1104,21 @@ impl Lab {
     }
 
     /// A raw line added to `[server]`, e.g. `shutdown_grace = "20s"`.
+    /// A raw line for `[auth]`, e.g. `recheck_interval = "2s"`.
+    pub fn auth_option(&mut self, line: &str) {
+        self.auth_extra.push(line.to_string());
+    }
+
+    /// A raw TOML section appended to the config (e.g. `[directory]`).
+    pub fn section(&mut self, text: &str) {
+        self.sections.push(text.to_string());
+    }
+
+    /// A raw `[[targets]]` entry.
+    pub fn add_raw_target(&mut self, text: &str) {
+        self.targets.push(text.to_string());
+    }
+
     pub fn server_option(&mut self, line: &str) {
         self.server_extra.push(line.to_string());
     }
@@ -1155,13 +1176,22 @@ impl Lab {
         }
         s.push_str("\n[recording]\ndir = \"recordings\"\n\n");
         // Keys or passwords alone: these labs test the proxy, not the factors.
-        s.push_str("[auth]\nmethods = [[\"publickey\"], [\"password\"]]\n\n");
+        s.push_str("[auth]\nmethods = [[\"publickey\"], [\"password\"]]\n");
+        for l in &self.auth_extra {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push('\n');
         for t in &self.targets {
             s.push_str(t);
             s.push('\n');
         }
         for (_, u) in &self.users {
             s.push_str(u);
+            s.push('\n');
+        }
+        for sec in &self.sections {
+            s.push_str(sec);
             s.push('\n');
         }
         s

@@ -1,0 +1,178 @@
+//! The directory through the real `ssh` client: an OpenLDAP slapd (started
+//! by `tests/peers/slapd.sh`) proves users by their LDAP password, nested
+//! group membership opens a target, and the live re-check cuts a running
+//! session when the user leaves the granting group.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bastion_e2e::*;
+
+const ALICE_PW: &str = "Alice-Passw0rd!";
+const BOB_PW: &str = "Bob-Passw0rd!";
+const CAROL_PW: &str = "Carol-Passw0rd!";
+const ADMIN_PW: &str = "Admin-Passw0rd!";
+
+struct Slapd {
+    _dir: tempfile::TempDir,
+    info: HashMap<String, String>,
+}
+
+fn start_slapd() -> Slapd {
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers");
+    let mut last = String::new();
+    for _ in 0..3 {
+        let dir = tempfile::Builder::new().prefix("bastion-e2e-slapd-").tempdir().unwrap();
+        let out = Cmd::new("bash")
+            .arg(peers.join("slapd.sh"))
+            .arg(dir.path())
+            .arg(free_port().to_string())
+            .arg(free_port().to_string())
+            .args(["--watch", &std::process::id().to_string()])
+            .timeout(Duration::from_secs(60))
+            .run();
+        if out.ok() {
+            let info = out
+                .stdout
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            return Slapd { _dir: dir, info };
+        }
+        last = out.to_string();
+    }
+    panic!("slapd did not start: {last}");
+}
+
+/// A lab whose directory is the slapd, with one target open to `k8s-ops`.
+fn ldap_lab(slapd: &Slapd, recheck: &str) -> (Lab, SshdNode) {
+    let mut lab = Lab::new();
+    let node = SshdNode::start(SshdOptions {
+        user_ca: Some(lab.user_ca().to_string()),
+        ..Default::default()
+    });
+    let login = current_login();
+    lab.add_raw_target(&format!(
+        "[[targets]]\nname = \"node-a\"\naddress = \"{}\"\nlogins = [\"{login}\"]\nhost_keys = [\"{}\"]\ngroups = [\"k8s-ops\"]\n",
+        node.addr(),
+        node.host_key_line()
+    ));
+    let i = &slapd.info;
+    lab.section(&format!(
+        "[directory]\nkind = \"ldap\"\n\n[directory.ldap]\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\n\
+         bind_password_file = \"{}\"\nbase_dn = \"{}\"\nflavor = \"openldap\"\n",
+        i["url"], i["ca_file"], i["bind_dn"], i["bind_password_file"], i["base_dn"]
+    ));
+    lab.auth_option(&format!("recheck_interval = \"{recheck}\""));
+    (lab, node)
+}
+
+/// Direct mode (`-l 'user:login@node-a' bastion`: one connection, so the
+/// `-o` options below hold for it) answering the password prompt.
+fn ssh_with_password(lab: &Lab, client: &LabUser, password: &str, command: &str) -> Cmd {
+    let script = lab.dir().join(format!("askpass-{}", client.name));
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' {}\n", sh_quote(password))).unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    Cmd::new("ssh")
+        .arg("-F")
+        .arg(client.ssh_config_path())
+        .args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "PubkeyAuthentication=no",
+        ])
+        .args(["-o", "NumberOfPasswordPrompts=1"])
+        .env("SSH_ASKPASS", &script)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .arg("-l")
+        .arg(format!("{}:{}@node-a", client.name, current_login()))
+        .arg("bastion")
+        .arg(command)
+        .timeout(Duration::from_secs(60))
+}
+
+#[test]
+fn ldap_password_and_nested_group_open_the_target() {
+    let slapd = start_slapd();
+    let (mut lab, node) = ldap_lab(&slapd, "5m");
+    let alice = lab.client("alice");
+    let bob = lab.client("bob");
+    let carol = lab.client("carol");
+    lab.start();
+    // alice ∈ sre ∈ k8s-ops: in.
+    let out = ssh_with_password(&lab, &alice, ALICE_PW, "echo ALICE-IN").run();
+    assert!(out.ok() && out.stdout.contains("ALICE-IN"), "{out}\n{}", lab.log());
+    assert!(node.log().contains("Accepted certificate ID \"alice"), "{}", node.log());
+    // Wrong password, a user in no granting group, a locked user: all out.
+    let wrong = ssh_with_password(&lab, &alice, "not her password", "echo NO").run();
+    assert!(!wrong.ok(), "{wrong}");
+    let bob_out = ssh_with_password(&lab, &bob, BOB_PW, "echo BOB-IN").run();
+    assert!(!bob_out.ok() && !bob_out.stdout.contains("BOB-IN"), "{bob_out}");
+    let carol_out = ssh_with_password(&lab, &carol, CAROL_PW, "echo CAROL-IN").run();
+    assert!(!carol_out.ok() && !carol_out.stdout.contains("CAROL-IN"), "{carol_out}");
+    let log = lab.log();
+    assert!(log.contains("in none of the groups"), "{log}");
+    assert!(log.contains("locked"), "{log}");
+}
+
+#[test]
+fn leaving_the_granting_group_cuts_a_live_session() {
+    let slapd = start_slapd();
+    let (mut lab, _node) = ldap_lab(&slapd, "2s");
+    let alice = lab.client("alice");
+    lab.start();
+    let session = ssh_with_password(&lab, &alice, ALICE_PW, "echo STARTED; sleep 60; echo NOT-CUT").spawn();
+    let log_path: PathBuf = lab.dir().join("bastion.log");
+    assert!(
+        wait_until(Duration::from_secs(30), || read_lossy(&log_path)
+            .contains("logged in to node")),
+        "the session did not start:\n{}",
+        lab.log()
+    );
+    // Take alice out of sre (and so out of k8s-ops, through the nesting).
+    let i = &slapd.info;
+    let ldif = format!(
+        // groupOfNames needs a member: bob takes alice's place.
+        "dn: cn=sre,ou=groups,{}\nchangetype: modify\nreplace: member\nmember: uid=bob,ou=people,{}\n",
+        i["base_dn"], i["base_dn"]
+    );
+    let cut_at = Instant::now();
+    Cmd::new("ldapmodify")
+        .args([
+            "-H",
+            &i["url"],
+            "-x",
+            "-D",
+            &format!("cn=admin,{}", i["base_dn"]),
+            "-w",
+            ADMIN_PW,
+        ])
+        .env("LDAPTLS_CACERT", &i["ca_file"])
+        .stdin(ldif)
+        .timeout(Duration::from_secs(20))
+        .run()
+        .expect_ok();
+    let out = session.wait_timeout(Duration::from_secs(30));
+    assert!(!out.timed_out, "the session was not cut:\n{out}");
+    assert!(
+        out.stdout.contains("STARTED") && !out.stdout.contains("NOT-CUT"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("access revoked"),
+        "the user was not told why:\n{out}"
+    );
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(20),
+        "cut only after {:?}",
+        cut_at.elapsed()
+    );
+}
