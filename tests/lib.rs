@@ -1033,6 +1033,8 @@ pub struct Lab {
     server_extra: Vec<String>,
     /// Raw lines added to `[auth]`.
     auth_extra: Vec<String>,
+    /// `auth.methods` as TOML (default: key or password alone).
+    auth_methods: String,
     /// Raw TOML sections appended at the end (e.g. `[directory]`).
     sections: Vec<String>,
     targets: Vec<String>,
@@ -1061,6 +1063,7 @@ impl Lab {
             user_ca: String::new(),
             server_extra: vec![],
             auth_extra: vec![],
+            auth_methods: r#"[["publickey"], ["password"]]"#.to_string(),
             sections: vec![],
             targets: vec![],
             users: vec![],
@@ -1104,6 +1107,11 @@ impl Lab {
     }
 
     /// A raw line added to `[server]`, e.g. `shutdown_grace = "20s"`.
+    /// Sets `auth.methods` (TOML), e.g. `[["password", "sk"]]`.
+    pub fn auth_methods(&mut self, toml: &str) {
+        self.auth_methods = toml.to_string();
+    }
+
     /// A raw line for `[auth]`, e.g. `recheck_interval = "2s"`.
     pub fn auth_option(&mut self, line: &str) {
         self.auth_extra.push(line.to_string());
@@ -1176,7 +1184,7 @@ impl Lab {
         }
         s.push_str("\n[recording]\ndir = \"recordings\"\n\n");
         // Keys or passwords alone: these labs test the proxy, not the factors.
-        s.push_str("[auth]\nmethods = [[\"publickey\"], [\"password\"]]\n");
+        s.push_str(&format!("[auth]\nmethods = {}\n", self.auth_methods));
         for l in &self.auth_extra {
             s.push_str(l);
             s.push('\n');

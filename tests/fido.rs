@@ -1,0 +1,133 @@
+//! FIDO security keys through the real `ssh`, with OpenSSH's own software
+//! authenticator (`sk-dummy.so` from Debian's openssh-tests) making real
+//! `sk-ssh-ed25519@openssh.com` signatures: a FIDO key with the password
+//! lets a user in, the FIDO key alone does not, and an emergency account
+//! enters with its FIDO key alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bastion_e2e::*;
+
+fn sk_provider() -> PathBuf {
+    let p = std::env::var_os("BASTION_SK_DUMMY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/bastion-tests/sk-dummy.so"));
+    assert!(p.exists(), "{} is missing: run scripts/install-test-deps", p.display());
+    p
+}
+
+/// A FIDO key made by the software authenticator; returns (private key path, public line).
+fn sk_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    Cmd::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519-sk", "-N", "", "-w"])
+        .arg(sk_provider())
+        .arg("-f")
+        .arg(&key)
+        .env("SSH_SK_PROVIDER", sk_provider())
+        .timeout(Duration::from_secs(30))
+        .run()
+        .expect_ok();
+    let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let line = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    (key, line)
+}
+
+fn hash(password: &str) -> String {
+    Cmd::new(bastion_bin())
+        .args(["users", "hash-password"])
+        .stdin(format!("{password}\n"))
+        .run()
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// `ssh -l USER bastion whoami` with the FIDO key, answering prompts with `password`.
+fn login(lab: &Lab, client: &LabUser, user: &str, key: &Path, password: Option<&str>) -> Out {
+    let mut cmd = Cmd::new("ssh")
+        .arg("-F")
+        .arg(client.ssh_config_path())
+        .args([
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
+        .arg("-o")
+        .arg(format!("SecurityKeyProvider={}", sk_provider().display()))
+        .arg("-i")
+        .arg(key)
+        .timeout(Duration::from_secs(60));
+    match password {
+        Some(pw) => {
+            let script = lab.dir().join(format!("askpass-{user}"));
+            std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' {}\n", sh_quote(pw))).unwrap();
+            let mut perm = std::fs::metadata(&script).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+            std::fs::set_permissions(&script, perm).unwrap();
+            cmd = cmd
+                .args(["-o", "BatchMode=no"])
+                .env("SSH_ASKPASS", &script)
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", ":0");
+        }
+        None => cmd = cmd.args(["-o", "BatchMode=yes"]),
+    }
+    cmd.args(["-l", user, "bastion", "whoami"]).run()
+}
+
+#[test]
+fn fido_key_with_password_and_emergency_fido_alone() {
+    let mut lab = Lab::new();
+    lab.auth_methods(r#"[["password", "sk"]]"#);
+    let (alice_key, alice_line) = sk_key(lab.dir(), "alice_sk");
+    let (sos_key, sos_line) = sk_key(lab.dir(), "sos_sk");
+    let password = "Fido-And-Passw0rd";
+    lab.section(&format!(
+        "[[users]]\nname = \"alice\"\npassword_hash = \"{}\"\nkeys = [\"{alice_line}\"]\ngroups = [\"k8s-ops\"]\n\n\
+         [[emergency]]\nname = \"sos\"\nkeys = [\"{sos_line}\"]\n",
+        hash(password)
+    ));
+    let client = lab.client("fido-client");
+    lab.start();
+
+    let both = login(&lab, &client, "alice", &alice_key, Some(password));
+    assert!(both.ok(), "FIDO key + password refused:\n{both}\n{}", lab.log());
+    assert!(both.stdout.contains("sk") && both.stdout.contains("password"), "{both}");
+
+    let key_alone = login(&lab, &client, "alice", &alice_key, None);
+    assert!(!key_alone.ok(), "a FIDO key alone let alice in:\n{key_alone}");
+    let wrong_pw = login(&lab, &client, "alice", &alice_key, Some("not the password"));
+    assert!(!wrong_pw.ok(), "{wrong_pw}");
+
+    let sos = login(&lab, &client, "sos", &sos_key, None);
+    assert!(sos.ok(), "the emergency account was refused:\n{sos}\n{}", lab.log());
+    assert!(sos.stdout.contains("emergency"), "{sos}");
+    // Another FIDO key does not open the emergency account.
+    let stranger = login(&lab, &client, "sos", &alice_key, None);
+    assert!(!stranger.ok(), "{stranger}");
+}
+
+#[test]
+fn emergency_accounts_take_fido_keys_only() {
+    let lab = Lab::new();
+    let plain = keygen(&lab.dir().join("plain"), "plain");
+    let plain = plain.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let cfg = lab.dir().join("emergency.toml");
+    let text = format!(
+        "{}\n[[emergency]]\nname = \"sos\"\nkeys = [\"{plain}\"]\n",
+        lab.config_text()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = Cmd::new(bastion_bin()).args(["config", "check"]).arg(&cfg).run();
+    assert_eq!(out.code(), Some(2), "{out}");
+    assert!(
+        out.stderr.contains("emergency[0].keys[0]") && out.stderr.contains("FIDO keys only"),
+        "{out}"
+    );
+}
