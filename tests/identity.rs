@@ -182,10 +182,10 @@ fn enrollment_with_an_admin_token_end_to_end() {
         let n = stdout.read(&mut buf).unwrap();
         assert!(n > 0, "enrollment ended early: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if let Some(line) = seen.lines().find(|l| l.starts_with("secret: ")) {
-            if seen.contains("Verification code:") {
-                break line.trim_start_matches("secret: ").trim().to_string();
-            }
+        if let Some(line) = seen.lines().find(|l| l.starts_with("secret: "))
+            && seen.contains("Verification code:")
+        {
+            break line.trim_start_matches("secret: ").trim().to_string();
         }
     };
     assert!(seen.contains("otpauth://totp/"), "{seen}");
