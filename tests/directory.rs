@@ -72,26 +72,9 @@ fn ldap_lab(slapd: &Slapd, recheck: &str) -> (Lab, SshdNode) {
 /// Direct mode (`-l 'user:login@node-a' bastion`: one connection, so the
 /// `-o` options below hold for it) answering the password prompt.
 fn ssh_with_password(lab: &Lab, client: &LabUser, password: &str, command: &str) -> Cmd {
-    let script = lab.dir().join(format!("askpass-{}", client.name));
-    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' {}\n", sh_quote(password))).unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
-    Cmd::new("ssh")
-        .arg("-F")
-        .arg(client.ssh_config_path())
-        .args([
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "PubkeyAuthentication=no",
-        ])
-        .args(["-o", "NumberOfPasswordPrompts=1"])
-        .env("SSH_ASKPASS", &script)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
+    let (script, _) = askpass_script(&lab.dir().join(format!("askpass-{}", client.name)), password, "");
+    ssh_askpass(&client.ssh_config_path(), &script)
+        .args(["-o", "PubkeyAuthentication=no"])
         .arg("-l")
         .arg(format!("{}:{}@node-a", client.name, current_login()))
         .arg("bastion")

@@ -65,11 +65,7 @@ fn login(lab: &Lab, client: &LabUser, user: &str, key: &Path, password: Option<&
         .timeout(Duration::from_secs(60));
     match password {
         Some(pw) => {
-            let script = lab.dir().join(format!("askpass-{user}"));
-            std::fs::write(&script, format!("#!/bin/sh\nprintf '%s\\n' {}\n", sh_quote(pw))).unwrap();
-            let mut perm = std::fs::metadata(&script).unwrap().permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-            std::fs::set_permissions(&script, perm).unwrap();
+            let (script, _) = askpass_script(&lab.dir().join(format!("askpass-{user}")), pw, "");
             cmd = cmd
                 .args(["-o", "BatchMode=no"])
                 .env("SSH_ASKPASS", &script)

@@ -21,47 +21,16 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// An askpass script that answers `Password:` with `password` and
-/// `Verification code:` with `code`, and logs the prompts it saw.
+/// An askpass script in the demo's scratch space (see `askpass_script`).
 fn askpass(demo: &Demo, name: &str, password: &str, code: &str) -> (PathBuf, PathBuf) {
-    let dir = demo.scratch(name);
-    let prompts = dir.join("prompts");
-    let script = dir.join("askpass.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {p}\ncase \"$1\" in\n  *erification*) printf '%s\\n' {c} ;;\n  *) printf '%s\\n' {pw} ;;\nesac\n",
-            p = sh_quote(&prompts.display().to_string()),
-            c = sh_quote(code),
-            pw = sh_quote(password),
-        ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
-    (script, prompts)
+    askpass_script(&demo.scratch(name), password, code)
 }
 
-/// `ssh bastion whoami` answering prompts through `script`.
-fn login(demo: &Demo, script: &PathBuf, extra: &[&str], command: &str) -> Out {
-    Cmd::new("ssh")
-        .arg("-F")
-        .arg(demo.ssh_config_path())
-        .args([
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-        ])
+/// `ssh bastion COMMAND` answering prompts through `script`.
+fn login(demo: &Demo, script: &std::path::Path, extra: &[&str], command: &str) -> Out {
+    ssh_askpass(&demo.ssh_config_path(), script)
         .args(extra)
-        .env("SSH_ASKPASS", script)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0")
         .args(["bastion", command])
-        .timeout(Duration::from_secs(60))
         .run()
 }
 

@@ -597,6 +597,49 @@ pub fn rsync(setup: &impl SshSetup) -> Cmd {
     Cmd::new("rsync").arg("-e").arg(e).timeout(Duration::from_secs(120))
 }
 
+/// Writes an `SSH_ASKPASS` script into `dir` that answers prompts containing
+/// "erification" (`Verification code:`) with `code` and any other with
+/// `password`, logging each prompt. Returns (script, prompt log).
+pub fn askpass_script(dir: &Path, password: &str, code: &str) -> (PathBuf, PathBuf) {
+    fs::create_dir_all(dir).unwrap();
+    let prompts = dir.join("prompts");
+    let script = dir.join("askpass.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {p}\ncase \"$1\" in\n  *erification*) printf '%s\\n' {c} ;;\n  *) printf '%s\\n' {pw} ;;\nesac\n",
+            p = sh_quote(&prompts.display().to_string()),
+            c = sh_quote(code),
+            pw = sh_quote(password),
+        ),
+    )
+    .unwrap();
+    let mut perm = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&script, perm).unwrap();
+    (script, prompts)
+}
+
+/// `ssh -F <config>` that answers prompts through `script` (BatchMode off,
+/// one prompt per method); add options, host and command.
+pub fn ssh_askpass(config: &Path, script: &Path) -> Cmd {
+    Cmd::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ])
+        .env("SSH_ASKPASS", script)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0")
+        .timeout(Duration::from_secs(60))
+}
+
 /// Runs `ssh-keygen` to make an ed25519 key pair; returns the public key line.
 pub fn keygen(path: &Path, comment: &str) -> String {
     Cmd::new("ssh-keygen")
