@@ -46,8 +46,38 @@ fn start_slapd() -> Slapd {
     panic!("slapd did not start: {last}");
 }
 
+/// The one Samba AD DC of this machine (its ports are fixed), provisioned
+/// once into the target dir and reused.
+fn start_samba() -> Slapd {
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers");
+    let dir = std::env::var_os("BASTION_SAMBA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("samba-ad"));
+    let out = Cmd::new("bash")
+        .arg(peers.join("samba-ad.sh"))
+        .arg(&dir)
+        .args(["--watch", &std::process::id().to_string()])
+        .timeout(Duration::from_secs(300))
+        .run()
+        .expect_ok();
+    let info = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Slapd {
+        _dir: tempfile::Builder::new().prefix("bastion-e2e-ad-").tempdir().unwrap(),
+        info,
+    }
+}
+
 /// A lab whose directory is the slapd, with one target open to `k8s-ops`.
 fn ldap_lab(slapd: &Slapd, recheck: &str) -> (Lab, SshdNode) {
+    directory_lab(slapd, recheck, "openldap")
+}
+
+fn directory_lab(slapd: &Slapd, recheck: &str, flavor: &str) -> (Lab, SshdNode) {
     let mut lab = Lab::new();
     let node = SshdNode::start(SshdOptions {
         user_ca: Some(lab.user_ca().to_string()),
@@ -62,7 +92,7 @@ fn ldap_lab(slapd: &Slapd, recheck: &str) -> (Lab, SshdNode) {
     let i = &slapd.info;
     lab.section(&format!(
         "[directory]\nkind = \"ldap\"\n\n[directory.ldap]\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\n\
-         bind_password_file = \"{}\"\nbase_dn = \"{}\"\nflavor = \"openldap\"\n",
+         bind_password_file = \"{}\"\nbase_dn = \"{}\"\nflavor = \"{flavor}\"\n",
         i["url"], i["ca_file"], i["bind_dn"], i["bind_password_file"], i["base_dn"]
     ));
     lab.auth_option(&format!("recheck_interval = \"{recheck}\""));
@@ -158,4 +188,37 @@ fn leaving_the_granting_group_cuts_a_live_session() {
         "cut only after {:?}",
         cut_at.elapsed()
     );
+}
+
+#[test]
+fn active_directory_login_through_ssh() {
+    let ad = start_samba();
+    let (mut lab, node) = directory_lab(&ad, "5m", "active_directory");
+    let alice = lab.client("alice");
+    let bob = lab.client("bob");
+    let dave = lab.client("dave");
+    let erin = lab.client("erin");
+    lab.start();
+    // alice ∈ sre ∈ k8s-ops (nesting resolved by AD's in-chain rule): in.
+    let out = ssh_with_password(&lab, &alice, "Alice-Passw0rd!1", "echo ALICE-IN").run();
+    assert!(out.ok() && out.stdout.contains("ALICE-IN"), "{out}\n{}", lab.log());
+    assert!(node.log().contains("Accepted certificate ID \"alice"), "{}", node.log());
+    // bob is in no granting group; dave is disabled; erin has expired: all
+    // refused with the same words.
+    let refusals: Vec<Out> = [
+        (&bob, "Bob-Passw0rd!1"),
+        (&dave, "Dave-Passw0rd!1"),
+        (&erin, "Erin-Passw0rd!1"),
+    ]
+    .into_iter()
+    .map(|(c, pw)| ssh_with_password(&lab, c, pw, "echo IN").run())
+    .collect();
+    for r in &refusals {
+        assert!(!r.ok() && !r.stdout.contains("IN"), "{r}");
+        assert!(r.stderr.contains("Permission denied"), "{r}");
+    }
+    let log = lab.log();
+    assert!(log.contains("in none of the groups"), "{log}");
+    assert!(log.contains("disabled"), "{log}");
+    assert!(log.contains("expired"), "{log}");
 }
