@@ -222,3 +222,47 @@ fn active_directory_login_through_ssh() {
     assert!(log.contains("disabled"), "{log}");
     assert!(log.contains("expired"), "{log}");
 }
+
+#[test]
+fn directory_down_refuses_users_but_not_the_emergency_account() {
+    let slapd = start_slapd();
+    let (mut lab, _node) = ldap_lab(&slapd, "5m");
+    let (sos_key, sos_line) = sk_key(lab.dir(), "sos_sk");
+    lab.section(&format!("[[emergency]]\nname = \"sos\"\nkeys = [\"{sos_line}\"]\n"));
+    let alice = lab.client("alice");
+    lab.start();
+    let up = ssh_with_password(&lab, &alice, ALICE_PW, "echo UP").run();
+    assert!(up.ok(), "{up}\n{}", lab.log());
+    // Stop the directory.
+    let pid: i32 = slapd.info["pid"].parse().unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(10), || unsafe { libc::kill(pid, 0) } != 0));
+    let down = ssh_with_password(&lab, &alice, ALICE_PW, "echo IN").run();
+    assert!(
+        !down.ok() && !down.stdout.contains("IN"),
+        "a user got in with the directory down:\n{down}"
+    );
+    assert!(
+        down.stderr.contains("directory cannot be reached"),
+        "the user was not told why:\n{down}"
+    );
+    // The emergency account (FIDO key, no directory) still reaches the node.
+    let sos = Cmd::new("ssh")
+        .arg("-F")
+        .arg(alice.ssh_config_path())
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .arg("-o")
+        .arg(format!("SecurityKeyProvider={}", sk_provider().display()))
+        .arg("-i")
+        .arg(&sos_key)
+        .arg("-l")
+        .arg(format!("sos:{}@node-a", current_login()))
+        .args(["bastion", "echo SOS-IN"])
+        .timeout(Duration::from_secs(60))
+        .run();
+    assert!(
+        sos.ok() && sos.stdout.contains("SOS-IN"),
+        "the emergency account was refused:\n{sos}\n{}",
+        lab.log()
+    );
+}

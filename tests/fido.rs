@@ -4,35 +4,10 @@
 //! lets a user in, the FIDO key alone does not, and an emergency account
 //! enters with its FIDO key alone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bastion_e2e::*;
-
-fn sk_provider() -> PathBuf {
-    let p = std::env::var_os("BASTION_SK_DUMMY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/bastion-tests/sk-dummy.so"));
-    assert!(p.exists(), "{} is missing: run scripts/install-test-deps", p.display());
-    p
-}
-
-/// A FIDO key made by the software authenticator; returns (private key path, public line).
-fn sk_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    Cmd::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519-sk", "-N", "", "-w"])
-        .arg(sk_provider())
-        .arg("-f")
-        .arg(&key)
-        .env("SSH_SK_PROVIDER", sk_provider())
-        .timeout(Duration::from_secs(30))
-        .run()
-        .expect_ok();
-    let line = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    let line = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-    (key, line)
-}
 
 fn hash(password: &str) -> String {
     Cmd::new(bastion_bin())

@@ -597,6 +597,33 @@ pub fn rsync(setup: &impl SshSetup) -> Cmd {
     Cmd::new("rsync").arg("-e").arg(e).timeout(Duration::from_secs(120))
 }
 
+/// OpenSSH's software FIDO authenticator (`sk-dummy.so`), put in place by
+/// `scripts/install-test-deps` (or named by `BASTION_SK_DUMMY`).
+pub fn sk_provider() -> PathBuf {
+    let p = std::env::var_os("BASTION_SK_DUMMY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/lib/bastion-tests/sk-dummy.so"));
+    assert!(p.exists(), "{} is missing: run scripts/install-test-deps", p.display());
+    p
+}
+
+/// A FIDO key made by the software authenticator; returns (private key path, public line).
+pub fn sk_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    Cmd::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519-sk", "-N", "", "-w"])
+        .arg(sk_provider())
+        .arg("-f")
+        .arg(&key)
+        .env("SSH_SK_PROVIDER", sk_provider())
+        .timeout(Duration::from_secs(30))
+        .run()
+        .expect_ok();
+    let line = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let line = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    (key, line)
+}
+
 /// Writes an `SSH_ASKPASS` script into `dir` that answers prompts containing
 /// "erification" (`Verification code:`) with `code` and any other with
 /// `password`, logging each prompt. Returns (script, prompt log).
