@@ -63,6 +63,10 @@ enum Command {
         /// (for scripted tests of the proxy; never for real use).
         #[arg(long)]
         single_factor: bool,
+        /// Where users come from: the config file, or a throwaway Samba AD DC
+        /// (needs samba-ad-dc; run from the source tree).
+        #[arg(long, value_enum, default_value = "embedded")]
+        directory: crate::demo::DemoDirectory,
     },
 }
 
@@ -186,8 +190,9 @@ fn run(command: Command) -> Result<ExitCode> {
             dir,
             port,
             single_factor,
+            directory,
         } => {
-            runtime()?.block_on(crate::demo::run(&dir, port, single_factor))?;
+            runtime()?.block_on(crate::demo::run(&dir, port, single_factor, directory))?;
             Ok(ExitCode::SUCCESS)
         }
     }

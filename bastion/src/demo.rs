@@ -38,7 +38,20 @@ impl Drop for Node {
     }
 }
 
-pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
+/// Where the demo's users come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoDirectory {
+    /// Users in the config file (the demo user `demo`).
+    Embedded,
+    /// A throwaway Samba Active Directory DC on loopback (user `alice`).
+    Ad,
+}
+
+/// The Samba AD peer's user for the demo, and her password (test only).
+const AD_USER: &str = "alice";
+const AD_PASSWORD: &str = "Alice-Passw0rd!1";
+
+pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDirectory) -> Result<()> {
     // Before any node starts: a SIGTERM from here on stops the nodes too.
     let stop = crate::cli::shutdown_signal();
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -51,7 +64,15 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
         ca::write_private_key(&identity, &ca::generate_key("demo user")?)?;
     }
     let user_key_line = fs::read_to_string(identity.with_extension("pub"))?.trim().to_string();
-    let password = demo_password(&dir)?;
+    let embedded_password = demo_password(&dir)?;
+    let ad = match directory {
+        DemoDirectory::Embedded => None,
+        DemoDirectory::Ad => Some(start_samba_ad(&dir)?),
+    };
+    let (demo_user, password) = match &ad {
+        None => (DEMO_USER.to_string(), embedded_password.clone()),
+        Some(_) => (AD_USER.to_string(), AD_PASSWORD.to_string()),
+    };
     let login = current_login();
     let user_ca_line = ca::read_private_key(&keys.join(ca::USER_CA))?
         .public_key()
@@ -68,10 +89,25 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
     }
 
     let config_path = dir.join("bastion.toml");
-    let config_text = config_toml(bastion_addr, &nodes, &login, &user_key_line, &password, single_factor)?;
+    let mut config_text = config_toml(
+        bastion_addr,
+        &nodes,
+        &login,
+        &user_key_line,
+        &embedded_password,
+        single_factor,
+    )?;
+    if let Some(ad) = &ad {
+        config_text.push_str(&format!(
+            "\n[directory]\nkind = \"ldap\"\n\n[directory.ldap]\nurl = \"{}\"\nca_file = \"{}\"\nbind_dn = \"{}\"\n\
+             bind_password_file = \"{}\"\nbase_dn = \"{}\"\nflavor = \"active_directory\"\n\
+             ssh_key_attribute = \"altSecurityIdentities\"\n",
+            ad["url"], ad["ca_file"], ad["bind_dn"], ad["bind_password_file"], ad["base_dn"]
+        ));
+    }
     fs::write(&config_path, config_text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let totp_secret = enroll_demo_totp(&config)?;
+    let totp_secret = enroll_demo_totp(&config, &demo_user)?;
 
     let host_key_line = ca::read_private_key(&keys.join(ca::HOST_KEY))?
         .public_key()
@@ -90,12 +126,21 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
     let ssh_config = dir.join("ssh_config");
     fs::write(
         &ssh_config,
-        ssh_config_text(bastion_addr.port(), &dir, &identity, &known_hosts, &nodes, &login),
+        ssh_config_text(
+            bastion_addr.port(),
+            &dir,
+            &identity,
+            &known_hosts,
+            &nodes,
+            &login,
+            &demo_user,
+        ),
     )?;
 
     let demo = serde_json::json!({
         "bastion": bastion_addr.to_string(),
-        "user": DEMO_USER,
+        "user": demo_user,
+        "directory": if ad.is_some() { "ad" } else { "embedded" },
         "password": password,
         "identity": identity,
         "login": login,
@@ -132,8 +177,8 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
          scp -F {cfg} /etc/hostname {first}:/tmp/\n  \
          ssh -F {cfg} bastion targets\n  \
          ssh -F {cfg} bastion whoami\n  \
-         ssh -F {cfg} -l '{DEMO_USER}:{login}@{first}' bastion    # direct mode, no ProxyJump\n\n\
-         Demo user `{DEMO_USER}`: key {}, password {password}\n\
+         ssh -F {cfg} -l '{demo_user}:{login}@{first}' bastion    # direct mode, no ProxyJump\n\n\
+         Demo user `{demo_user}`: key {}, password {password}\n\
          {mfa}\n\
          Config: {}   Recordings: {}\n",
         identity.display(),
@@ -150,21 +195,57 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool) -> Result<()> {
 
 /// Enrolls the demo user's TOTP once (kept across restarts) and returns the
 /// base32 secret for demo.json.
-fn enroll_demo_totp(config: &Config) -> Result<String> {
+fn enroll_demo_totp(config: &Config, user: &str) -> Result<String> {
     let state = crate::server::open_state(config)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let seed = match state.totp_seed(DEMO_USER)? {
+    let seed = match state.totp_seed(user)? {
         Some(seed) => seed,
         None => {
             let seed = crate::factors::totp::generate_secret();
-            state.set_totp_seed(DEMO_USER, &seed, now)?;
+            state.set_totp_seed(user, &seed, now)?;
             seed
         }
     };
     Ok(crate::factors::totp::base32(&seed))
+}
+
+/// Starts (or reuses) the Samba AD DC of `tests/peers/samba-ad.sh` for the
+/// demo, stopped when the demo exits; returns its `[directory.ldap]` settings.
+fn start_samba_ad(dir: &Path) -> Result<std::collections::HashMap<String, String>> {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let candidates = [
+        std::env::current_dir().unwrap_or_default(),
+        exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_default(),
+    ];
+    let Some(script) = candidates
+        .iter()
+        .map(|root| root.join("tests/peers/samba-ad.sh"))
+        .find(|p| p.exists())
+    else {
+        bail!("--directory ad needs tests/peers/samba-ad.sh from the source tree: run the demo from the repository");
+    };
+    println!("starting a throwaway Samba AD DC (the first time takes 30-60 s to provision)…");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(dir.join("samba-ad"))
+        .args(["--watch", &std::process::id().to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the Samba AD DC did not start (apt-get install -y samba-ad-dc samba-ad-provision ldap-utils):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
 }
 
 fn find_sshd() -> Result<PathBuf> {
@@ -337,6 +418,7 @@ fn config_toml(
              address = \"{}\"\n\
              labels = {{ role = \"{role}\" }}\n\
              logins = [\"{login}\"]\n\
+             groups = [\"k8s-ops\"]\n\
              host_keys = [\"{}\"]\n\
              allow_local_forwarding = true\n\
              allow_remote_forwarding = true\n",
@@ -353,14 +435,22 @@ fn config_toml(
     Ok(s)
 }
 
-fn ssh_config_text(port: u16, dir: &Path, identity: &Path, known_hosts: &Path, nodes: &[Node], login: &str) -> String {
+fn ssh_config_text(
+    port: u16,
+    dir: &Path,
+    identity: &Path,
+    known_hosts: &Path,
+    nodes: &[Node],
+    login: &str,
+    user: &str,
+) -> String {
     let (id, kh) = (identity.display(), known_hosts.display());
     let mut s = format!(
         "# Written by `bastion demo`. Use: ssh -F {}/ssh_config HOST\n\
          Host bastion\n    \
          HostName 127.0.0.1\n    \
          Port {port}\n    \
-         User {DEMO_USER}\n    \
+         User {user}\n    \
          IdentityFile {id}\n    \
          IdentitiesOnly yes\n    \
          UserKnownHostsFile {kh}\n    \
