@@ -736,7 +736,8 @@ impl Demo {
         Demo::start_with(&[])
     }
 
-    fn start_with(extra: &[&str]) -> Demo {
+    /// Starts the demo with extra flags (e.g. `--directory ad`).
+    pub fn start_with(extra: &[&str]) -> Demo {
         let root = new_tempdir("bastion-e2e-demo-");
         let dir = root.path().join("demo");
         fs::create_dir_all(&dir).unwrap();

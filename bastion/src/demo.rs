@@ -228,9 +228,13 @@ fn start_samba_ad(dir: &Path) -> Result<std::collections::HashMap<String, String
         bail!("--directory ad needs tests/peers/samba-ad.sh from the source tree: run the demo from the repository");
     };
     println!("starting a throwaway Samba AD DC (the first time takes 30-60 s to provision)…");
+    // BASTION_SAMBA_DIR reuses an AD provisioned before (the tests share one).
+    let samba_dir = std::env::var_os("BASTION_SAMBA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("samba-ad"));
     let out = Command::new("bash")
         .arg(&script)
-        .arg(dir.join("samba-ad"))
+        .arg(&samba_dir)
         .args(["--watch", &std::process::id().to_string()])
         .stdin(Stdio::null())
         .output()
