@@ -781,7 +781,10 @@ impl Demo {
         };
         let json_path = dir.join("demo.json");
         let mut exited = None;
-        let ready = wait_until(Duration::from_secs(60), || {
+        // Provisioning a Samba AD DC (`--directory ad`, first run) takes up
+        // to a minute on a busy 2-CPU machine; the plain demo is up in one second.
+        let limit = if extra.contains(&"ad") { 240 } else { 60 };
+        let ready = wait_until(Duration::from_secs(limit), || {
             if json_path.is_file() {
                 return true;
             }
