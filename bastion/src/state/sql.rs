@@ -80,9 +80,58 @@ const V1: &[&str] = &[
     )",
 ];
 
+/// Migration 2: break-glass grants and the alert outbox.
+const V2: &[&str] = &[
+    // A break-glass grant: who, which targets (space-separated names), why,
+    // and the time box. `uses` counts sessions that ran under it; the review
+    // columns are filled by a second person afterwards.
+    "CREATE TABLE grants (
+        id           TEXT   NOT NULL PRIMARY KEY,
+        user_name    TEXT   NOT NULL,
+        targets      TEXT   NOT NULL,
+        reason       TEXT   NOT NULL,
+        ticket       TEXT,
+        source       TEXT   NOT NULL,
+        client       TEXT   NOT NULL,
+        created_at   BIGINT NOT NULL,
+        starts_at    BIGINT NOT NULL,
+        ends_at      BIGINT NOT NULL,
+        uses         BIGINT NOT NULL,
+        last_used_at BIGINT,
+        reviewer     TEXT,
+        review_note  TEXT,
+        reviewed_at  BIGINT
+    )",
+    "CREATE INDEX grants_user_ends ON grants (user_name, ends_at)",
+    // The sessions that ran under a grant, so a reviewer finds the recordings.
+    "CREATE TABLE grant_sessions (
+        grant_id   TEXT   NOT NULL,
+        session_id TEXT   NOT NULL,
+        target     TEXT   NOT NULL,
+        login      TEXT   NOT NULL,
+        started_at BIGINT NOT NULL,
+        UNIQUE (grant_id, session_id)
+    )",
+    // Alerts waiting for delivery, one row per (alert, webhook). A row is
+    // claimed with a lease so that several bastions sharing the database do
+    // not send it twice at once; delivered rows stay as the sent record.
+    "CREATE TABLE alert_outbox (
+        id              TEXT   NOT NULL PRIMARY KEY,
+        webhook         TEXT   NOT NULL,
+        body            TEXT   NOT NULL,
+        created_at      BIGINT NOT NULL,
+        attempts        BIGINT NOT NULL,
+        next_attempt_at BIGINT NOT NULL,
+        lease_until     BIGINT,
+        last_error      TEXT,
+        delivered_at    BIGINT
+    )",
+    "CREATE INDEX alert_outbox_due ON alert_outbox (delivered_at, next_attempt_at)",
+];
+
 /// Migrations in order: (version, statements). Each version is applied in
 /// one transaction together with its `schema_version` row.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2)];
 
 // ---- TOTP seeds ----------------------------------------------------------
 
