@@ -51,6 +51,21 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Break-glass grants: list them, review them afterwards.
+    Breakglass {
+        #[command(subcommand)]
+        command: BreakglassCommand,
+    },
+    /// Explain access decisions.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Start a working demo: keys, a config, real OpenSSH nodes on loopback, and the bastion.
     Demo {
         /// Where the demo keeps its files.
@@ -74,6 +89,55 @@ enum Command {
 enum ConfigCommand {
     /// Check a config file; errors name the key and the line.
     Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum BreakglassCommand {
+    /// Grants with their reason, ticket, sessions and review.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only grants nobody has reviewed yet.
+        #[arg(long)]
+        unreviewed: bool,
+        /// Only this user's grants.
+        #[arg(long)]
+        user: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a review; refused for the user who used the grant.
+    Review {
+        id: String,
+        #[arg(long)]
+        reviewer: String,
+        #[arg(long)]
+        note: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The decision for USER logging in as LOGIN@TARGET, and the rules behind it.
+    Explain {
+        user: String,
+        /// LOGIN@TARGET
+        destination: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit log.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,8 +230,25 @@ fn run(command: Command) -> Result<ExitCode> {
             command: ConfigCommand::Check { file },
         } => match Config::load(&file) {
             Ok(c) => {
-                println!("ok: {} targets, {} users", c.targets.len(), c.users.len());
-                Ok(ExitCode::SUCCESS)
+                let findings = crate::admin::rule_findings(&c, &file.display().to_string());
+                for f in &findings {
+                    eprintln!("{f}");
+                }
+                if findings.is_empty() {
+                    println!(
+                        "ok: {} targets, {} users, {} rules",
+                        c.targets.len(),
+                        c.users.len(),
+                        c.policy.rules.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!(
+                        "{} finding(s) about rules: fix them or remove the rules",
+                        findings.len()
+                    );
+                    Ok(ExitCode::from(1))
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -186,6 +267,38 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Users { command } => users_command(command),
+        Command::Breakglass {
+            command:
+                BreakglassCommand::List {
+                    config,
+                    unreviewed,
+                    user,
+                    json,
+                },
+        } => crate::admin::list_grants(&load_config(&config)?, unreviewed, user.as_deref(), json),
+        Command::Breakglass {
+            command:
+                BreakglassCommand::Review {
+                    id,
+                    reviewer,
+                    note,
+                    config,
+                },
+        } => crate::admin::review_grant(&load_config(&config)?, &id, &reviewer, &note),
+        Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    user,
+                    destination,
+                    config,
+                },
+        } => {
+            let config = load_config(&config)?;
+            runtime()?.block_on(crate::admin::explain(&config, &user, &destination))
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => crate::admin::verify_audit(&load_config(&config)?),
         Command::Demo {
             dir,
             port,
@@ -345,7 +458,15 @@ pub async fn serve_on(
         dir: config.recording.dir.clone(),
     });
     let bastion = crate::server::Bastion::new(config, sink)?;
-    crate::server::serve(bastion, listener, stop).await
+    for finding in crate::admin::rule_findings(&bastion.config, "config") {
+        tracing::warn!(%finding, "rule can never match");
+    }
+    let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
+    let sender = bastion.alerter.spawn_sender(alerts_stopped);
+    let result = crate::server::serve(bastion, listener, stop).await;
+    let _ = stop_alerts.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
+    result
 }
 
 /// Installs the SIGTERM and SIGINT handlers now, and returns a future that

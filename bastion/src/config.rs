@@ -12,6 +12,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod access;
+pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
+
 /// A configuration error that points at the offending key and line.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: `{key}`: {message}")]
@@ -39,6 +42,12 @@ pub struct Config {
     pub auth: AuthConfig,
     pub state: StateConfig,
     pub emergency: Vec<EmergencyAccount>,
+    /// Who may reach what (`[[rules]]`, target `groups`, `[break_glass]`).
+    pub policy: policy::Policy,
+    /// The line each of `policy.rules` starts on, for `config check`.
+    pub rule_lines: Vec<usize>,
+    pub alerts: AlertsConfig,
+    pub audit: AuditConfig,
 }
 
 /// Which directory proves users.
@@ -178,7 +187,8 @@ pub struct Target {
     pub allow_local_forwarding: bool,
     /// Whether `-R` forwards on this node are allowed.
     pub allow_remote_forwarding: bool,
-    /// Directory groups (CN or DN) whose members may log in; empty: any user.
+    /// Shorthand for a rule: members of these directory groups (CN or DN)
+    /// may use any of the target's logins. Empty: only `[[rules]]` grant it.
     pub groups: Vec<String>,
 }
 
@@ -210,6 +220,14 @@ struct RawConfig {
     state: Option<Spanned<RawState>>,
     #[serde(default)]
     emergency: Vec<Spanned<RawEmergency>>,
+    #[serde(default)]
+    rules: Vec<Spanned<access::RawRule>>,
+    #[serde(default)]
+    break_glass: Option<Spanned<access::RawBreakGlass>>,
+    #[serde(default)]
+    alerts: Option<Spanned<access::RawAlerts>>,
+    #[serde(default)]
+    audit: Option<Spanned<access::RawAudit>>,
 }
 
 #[derive(Deserialize)]
@@ -426,7 +444,9 @@ impl Config {
         };
 
         let mut targets: Vec<Target> = Vec::new();
+        let mut target_lines = Vec::new();
         for (i, t) in raw.targets.iter().enumerate() {
+            target_lines.push(lines.line_of(t.span().start));
             let t = t.get_ref();
             let key = |k: &str| format!("targets[{i}].{k}");
             let name = t.name.get_ref().clone();
@@ -675,7 +695,15 @@ impl Config {
             emergency.push(EmergencyAccount { name, keys });
         }
 
+        let with_lines: Vec<(usize, &Target)> = target_lines.iter().copied().zip(targets.iter()).collect();
+        let parsed = access::parse_policy(&lines, &raw.rules, &with_lines, raw.break_glass.as_ref(), &server)?;
+        let alerts = access::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
+
         Ok(Config {
+            policy: parsed.policy,
+            rule_lines: parsed.rule_lines,
+            alerts,
+            audit: access::parse_audit(raw.audit.as_ref(), base_dir, &path),
             base_dir: base_dir.to_path_buf(),
             server,
             recording,

@@ -19,7 +19,9 @@ use crate::ca;
 use crate::config::Config;
 
 /// The demo's nodes: name and labels.
-const NODES: &[(&str, &str)] = &[("node-1", "worker")];
+/// The demo nodes and their `role` label: a worker anyone in `k8s-ops`
+/// reaches, and a control-plane node that is break-glass only.
+const NODES: &[(&str, &str)] = &[("node-1", "worker"), ("cp-1", "control-plane")];
 const DEMO_USER: &str = "demo";
 
 /// A node sshd the demo started; killed on drop.
@@ -178,12 +180,18 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
          ssh -F {cfg} bastion targets\n  \
          ssh -F {cfg} bastion whoami\n  \
          ssh -F {cfg} -l '{demo_user}:{login}@{first}' bastion    # direct mode, no ProxyJump\n\n\
+         Break-glass (cp-1 is a control-plane node: a reason and a ticket, time-boxed, alerted):\n  \
+         ssh -F {cfg} cp-1                          # asks \"Break-glass access to cp-1. Reason:\" and \"Ticket:\"\n  \
+         ssh -F {cfg} bastion breakglass cp-1 --reason 'etcd quorum lost, API down' --ticket INC-4711 --for 30m\n  \
+         bastion breakglass list --unreviewed -c {config}\n  \
+         bastion policy explain {demo_user} {login}@cp-1 -c {config}\n\n\
          Demo user `{demo_user}`: key {}, password {password}\n\
          {mfa}\n\
          Config: {}   Recordings: {}\n",
         identity.display(),
         config_path.display(),
         config.recording.dir.display(),
+        config = config_path.display(),
     );
     let _ = std::io::stdout().flush();
 
@@ -422,13 +430,30 @@ fn config_toml(
              address = \"{}\"\n\
              labels = {{ role = \"{role}\" }}\n\
              logins = [\"{login}\"]\n\
-             groups = [\"k8s-ops\"]\n\
              host_keys = [\"{}\"]\n\
              allow_local_forwarding = true\n\
              allow_remote_forwarding = true\n",
             n.name, n.address, n.host_key_line
         ));
     }
+    s.push_str(&format!(
+        "\n# Engineers in k8s-ops reach every node; control-plane nodes are\n\
+         # break-glass only (the [break_glass] selector), whatever this rule says.\n\
+         [[rules]]\n\
+         name = \"ops\"\n\
+         groups = [\"k8s-ops\"]\n\
+         targets = [\"role=worker\", \"role=control-plane\"]\n\
+         logins = [\"{login}\"]\n\
+         local_forward = [\"*\"]\n\
+         remote_forward = [\"*\"]\n\n\
+         [break_glass]\n\
+         selector = [\"role=control-plane\"]\n\
+         reason_min = 10\n\
+         ticket_pattern = \"(INC|CHG)-[0-9]+\"\n\
+         default_duration = \"60m\"\n\
+         max_duration = \"4h\"\n\
+         warn_before = \"5m\"\n"
+    ));
     s.push_str(&format!(
         "\n[[users]]\n\
          name = \"{DEMO_USER}\"\n\

@@ -6,7 +6,11 @@
 //! short-lived certificate and relays every channel through the recording
 //! seam (`recorder` crate). See `docs/ARCHITECTURE.md` for the map.
 
+pub mod admin;
+pub mod alerts;
+pub mod audit;
 pub mod auth;
+pub mod breakglass;
 pub mod ca;
 pub mod cli;
 pub mod commands;

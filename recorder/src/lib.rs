@@ -7,4 +7,6 @@
 pub mod event_log;
 pub mod tap;
 
-pub use tap::{ChannelEvent, ChannelKind, ChannelTap, Direction, RecordError, SessionMeta, SessionTap, Sink};
+pub use tap::{
+    BreakGlassMeta, ChannelEvent, ChannelKind, ChannelTap, Direction, RecordError, SessionMeta, SessionTap, Sink,
+};

@@ -144,6 +144,20 @@ pub struct SessionMeta {
     pub started: SystemTime,
     /// Whether keystrokes must be kept (the policy decision says so).
     pub record_input: bool,
+    /// Set when the session runs under a break-glass grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassMeta>,
+}
+
+/// The break-glass grant a session runs under, as reviewers need it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakGlassMeta {
+    pub grant_id: String,
+    /// Stated verbatim by the engineer.
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// Unix seconds: the end of the time box.
+    pub ends_at: i64,
 }
 
 fn unix<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

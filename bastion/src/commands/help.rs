@@ -19,6 +19,10 @@ pub fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         "Commands (ssh BASTION COMMAND):".to_string(),
         "  targets    the nodes you may reach, with logins and labels".to_string(),
         "  whoami     who the bastion thinks you are".to_string(),
+        "  breakglass TARGET --reason TEXT [--ticket ID] [--for 30m]".to_string(),
+        "             state a reason ahead for a break-glass (control-plane) node".to_string(),
+        "  breakglass --list   your break-glass grants".to_string(),
+        "  enroll totp | enroll key   enroll a second factor or an SSH key".to_string(),
         "  help       this text".to_string(),
     ] {
         text.push_str(&line);

@@ -4,6 +4,7 @@
 //! arguments to text and an exit status; the outer connection writes the
 //! result to the channel. The bastion never runs a user command in a shell.
 
+mod breakglass;
 mod enroll;
 mod help;
 pub mod io;
@@ -88,6 +89,7 @@ pub async fn run(ctx: &CommandCtx, line: &str) -> Output {
     tracing::info!(user = %ctx.identity.user, command = %name, client = %ctx.client, "bastion command");
     match name.as_str() {
         "targets" => targets::run(ctx, args),
+        "breakglass" => breakglass::run(ctx, args).await,
         "whoami" => whoami::run(ctx, args),
         "help" | "--help" => help::run(ctx, args),
         other => Output::fail(

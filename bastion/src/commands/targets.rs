@@ -3,21 +3,36 @@
 use super::{CommandCtx, Output};
 
 pub fn run(ctx: &CommandCtx, _args: &[String]) -> Output {
-    let id = crate::proxy::policy_identity(&ctx.identity);
     let mut rows: Vec<[String; 3]> = Vec::new();
     for t in &ctx.bastion.config.targets {
-        let pt = crate::proxy::policy_target(t);
+        let mut break_glass = false;
         let logins: Vec<&str> = t
             .logins
             .iter()
-            .filter(|l| policy::decide(&id, &pt, &policy::Request::Login(l)).is_allowed())
+            .filter(
+                |l| match crate::breakglass::decide_login(&ctx.bastion, &ctx.identity, t, l).verdict {
+                    policy::Verdict::Allow(a) => {
+                        break_glass |= a.break_glass.is_some();
+                        true
+                    }
+                    policy::Verdict::NeedsReason { .. } => {
+                        break_glass = true;
+                        true
+                    }
+                    policy::Verdict::Deny(_) => false,
+                },
+            )
             .map(String::as_str)
             .collect();
         if logins.is_empty() {
             continue;
         }
+        let mut logins = logins.join(",");
+        if break_glass {
+            logins.push_str(" (break-glass)");
+        }
         let labels: Vec<String> = t.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        rows.push([t.name.clone(), logins.join(","), labels.join(",")]);
+        rows.push([t.name.clone(), logins, labels.join(",")]);
     }
     if rows.is_empty() {
         return Output::ok("No targets are open to you.\n".into());

@@ -46,6 +46,11 @@ pub struct SessionCtx {
     last_activity_ms: AtomicU64,
     /// The recording seam for this session.
     pub tap: SessionTap,
+    /// What the policy allowed at login: every channel request is checked
+    /// against it, and its limits drive the watchdog.
+    pub access: policy::Access,
+    /// The client's open session channels, where time-box warnings go.
+    pub terminals: std::sync::Mutex<Vec<ChannelId>>,
 }
 
 impl SessionCtx {
@@ -60,12 +65,13 @@ impl SessionCtx {
         self.started.elapsed().saturating_sub(last)
     }
 
-    pub fn policy_identity(&self) -> policy::Identity<'_> {
-        policy_identity(&self.identity)
-    }
-
-    pub fn policy_target(&self) -> policy::Target<'_> {
-        policy_target(&self.target)
+    /// Checks a channel request against the session's access, logging a refusal.
+    pub fn check(&self, request: &policy::Request<'_>) -> Result<(), String> {
+        let result = self.access.check(request);
+        if let Err(why) = &result {
+            info!(session = %self.id, user = %self.identity.user, target = %self.target.name, ?request, reason = %why, "request refused by policy");
+        }
+        result
     }
 }
 
@@ -76,7 +82,6 @@ pub fn policy_target(t: &Target) -> policy::Target<'_> {
         logins: &t.logins,
         allow_local_forwarding: t.allow_local_forwarding,
         allow_remote_forwarding: t.allow_remote_forwarding,
-        groups: &t.groups,
     }
 }
 
@@ -160,25 +165,48 @@ impl ProxyConn {
         &self.target
     }
 
-    /// Whether the user may log in to the target as `login`.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    pub fn bastion(&self) -> &Arc<Bastion> {
+        &self.bastion
+    }
+
+    /// Whether the user may log in to the target as `login` (with the
+    /// break-glass grants they hold now).
     pub fn authorize_login(&self, login: &str) -> policy::Decision {
         if self.identity.enrollment_only {
-            return policy::Decision::Deny(
-                "TOTP enrollment is required first: `ssh BASTION enroll totp` with a token from an admin".into(),
-            );
+            return policy::Decision {
+                verdict: policy::Verdict::Deny(
+                    "TOTP enrollment is required first: `ssh BASTION enroll totp` with a token from an admin".into(),
+                ),
+                explanation: vec!["the user must enroll TOTP before reaching any target".into()],
+            };
         }
-        policy::decide(
-            &policy_identity(&self.identity),
-            &policy_target(&self.target),
-            &policy::Request::Login(login),
-        )
+        crate::breakglass::decide_login(&self.bastion, &self.identity, &self.target, login)
     }
 
     /// Starts the session once the client is authenticated as `login`:
     /// opens the recording (or keeps the reason it could not) and starts the
     /// watchdog for idle and maximum time.
-    pub fn start(&mut self, login: &str, handle: server::Handle) {
+    pub fn start(&mut self, access: policy::Access, handle: server::Handle) {
         let id = new_session_id();
+        let login = access.login.clone();
+        let login = login.as_str();
+        let break_glass = access.break_glass.as_ref().map(|bg| {
+            let grant = self.bastion.state.grant(&bg.grant_id).ok().flatten();
+            recorder::BreakGlassMeta {
+                grant_id: bg.grant_id.clone(),
+                reason: grant.as_ref().map(|g| g.reason.clone()).unwrap_or_default(),
+                ticket: grant.and_then(|g| g.ticket),
+                ends_at: bg.ends_at,
+            }
+        });
         let meta = SessionMeta {
             session_id: id.clone(),
             user: self.identity.user.clone(),
@@ -188,7 +216,8 @@ impl ProxyConn {
             login: login.to_string(),
             factors: self.identity.factors.clone(),
             started: SystemTime::now(),
-            record_input: true,
+            record_input: access.record_input,
+            break_glass,
         };
         self.client_handle = Some(handle.clone());
         let result = match self.bastion.sink.start(&meta) {
@@ -203,11 +232,30 @@ impl ProxyConn {
                     started: Instant::now(),
                     last_activity_ms: AtomicU64::new(0),
                     tap,
+                    access: access.clone(),
+                    terminals: std::sync::Mutex::new(Vec::new()),
                 });
                 info!(
                     session = %id, user = %self.identity.user, target = %self.target.name,
-                    login, client = %self.client_addr, "session started"
+                    login, client = %self.client_addr, rules = %access.rules.join("; "),
+                    break_glass = access.break_glass.as_ref().map(|b| b.grant_id.as_str()).unwrap_or("-"),
+                    "session started"
                 );
+                if let Some(bg) = &access.break_glass {
+                    let (b, identity, session, target, grant, client) = (
+                        self.bastion.clone(),
+                        self.identity.clone(),
+                        id.clone(),
+                        self.target.name.clone(),
+                        bg.grant_id.clone(),
+                        self.client_addr,
+                    );
+                    let login = login.to_string();
+                    tokio::spawn(async move {
+                        crate::breakglass::session_started(&b, &identity, &session, &target, &login, &grant, client)
+                            .await;
+                    });
+                }
                 let updates = self.identity_updates.clone();
                 self.watchdog = Some(AbortOnDrop(tokio::spawn(watchdog(ctx.clone(), handle, updates))));
                 Ok(ctx)
@@ -218,6 +266,12 @@ impl ProxyConn {
             }
         };
         self.ctx = Some(result);
+    }
+
+    /// Refuses the session with a message every channel shows the user.
+    pub fn refuse(&mut self, why: String, handle: server::Handle) {
+        self.client_handle = Some(handle);
+        self.ctx = Some(Err(why));
     }
 
     fn ctx(&self) -> Result<Arc<SessionCtx>, String> {
@@ -276,6 +330,9 @@ impl ProxyConn {
         reply.accept().await;
         let (tx, rx) = mpsc::unbounded_channel();
         self.replies.insert(channel.id(), rx);
+        if let Ok(mut t) = ctx.terminals.lock() {
+            t.push(channel.id());
+        }
         Relay {
             ctx,
             client: channel,
@@ -305,13 +362,7 @@ impl ProxyConn {
                 return;
             }
         };
-        let decision = policy::decide(
-            &ctx.policy_identity(),
-            &ctx.policy_target(),
-            &policy::Request::LocalForward { host, port },
-        );
-        if let policy::Decision::Deny(why) = decision {
-            info!(session = %ctx.id, host, port, reason = %why, "forward refused");
+        if ctx.check(&policy::Request::LocalForward { host, port }).is_err() {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return;
         }
@@ -354,13 +405,10 @@ impl ProxyConn {
         let Ok((ctx, link)) = self.node().await else {
             return false;
         };
-        let decision = policy::decide(
-            &ctx.policy_identity(),
-            &ctx.policy_target(),
-            &policy::Request::RemoteForward { address, port: *port },
-        );
-        if let policy::Decision::Deny(why) = decision {
-            info!(session = %ctx.id, address, port = *port, reason = %why, "remote forward refused");
+        if ctx
+            .check(&policy::Request::RemoteForward { address, port: *port })
+            .is_err()
+        {
             return false;
         }
         match link.handle.tcpip_forward(address, *port).await {
@@ -400,6 +448,11 @@ impl ProxyConn {
 
     pub fn channel_closed(&mut self, channel: ChannelId) {
         self.replies.remove(&channel);
+        if let Some(Ok(ctx)) = &self.ctx
+            && let Ok(mut t) = ctx.terminals.lock()
+        {
+            t.retain(|c| *c != channel);
+        }
     }
 }
 
@@ -414,10 +467,14 @@ async fn explain_and_close(channel: Channel<server::Msg>, message: String) {
     let _ = channel.close().await;
 }
 
-/// Closes the session when it has been idle too long, has run too long, or
-/// the bastion is shutting down past its grace period.
+/// Closes the session when it has been idle too long, has run too long,
+/// its break-glass time box ended (warning the terminal before), its user
+/// lost access, or the bastion is shutting down past its grace period.
 async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Option<watch::Receiver<Arc<Identity>>>) {
-    let server = &ctx.bastion.config.server;
+    let limits = ctx.access.limits;
+    let break_glass_end = ctx.access.break_glass.as_ref().map(|b| b.ends_at);
+    let warn_before = ctx.bastion.config.policy.break_glass.warn_before.as_secs() as i64;
+    let mut warned = false;
     let mut forced = ctx.bastion.shutdown.forced();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let reason = loop {
@@ -432,12 +489,12 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
             _ = forced.recv() => break "the bastion is shutting down".to_string(),
             fresh = update => match fresh {
                 Ok(identity) => {
-                    let decision = policy::decide(
-                        &policy_identity(&identity),
-                        &ctx.policy_target(),
-                        &policy::Request::Login(&ctx.login),
-                    );
-                    if let policy::Decision::Deny(why) = decision {
+                    let decision = crate::breakglass::decide_login(&ctx.bastion, &identity, &ctx.target, &ctx.login);
+                    if !decision.is_allowed() {
+                        let why = match decision.verdict {
+                            policy::Verdict::Deny(why) => why,
+                            _ => "a break-glass reason is required again".to_string(),
+                        };
                         break format!("access revoked: {why}; session closed");
                     }
                 }
@@ -445,16 +502,47 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
                 Err(_) => updates = None,
             },
         }
-        if ctx.idle_for() >= server.idle_timeout {
+        if let Some(end) = break_glass_end {
+            let now = crate::breakglass::now();
+            if now >= end {
+                break format!(
+                    "the break-glass time box for {} ended at {}; session closed",
+                    ctx.target.name,
+                    crate::breakglass::rfc3339(end)
+                );
+            }
+            if !warned && now >= end - warn_before {
+                warned = true;
+                let text = format!(
+                    "\r\nbastion: break-glass access to {} ends in {} s (at {}); the session will be closed then\r\n",
+                    ctx.target.name,
+                    end - now,
+                    crate::breakglass::rfc3339(end)
+                );
+                let channels = ctx.terminals.lock().map(|t| t.clone()).unwrap_or_default();
+                for channel in channels {
+                    let _ = handle.extended_data(channel, 1, text.clone().into_bytes()).await;
+                }
+                info!(session = %ctx.id, ends_at = end, "break-glass time box warning sent");
+            }
+        }
+        if ctx.idle_for() >= limits.idle_timeout {
             break format!(
                 "idle for {}; session closed",
-                humantime::format_duration(server.idle_timeout)
+                humantime::format_duration(limits.idle_timeout)
             );
         }
-        if ctx.started.elapsed() >= server.max_session {
+        if ctx.started.elapsed() >= limits.max_session {
+            if let Some(end) = break_glass_end.filter(|e| crate::breakglass::now() + 2 >= *e) {
+                break format!(
+                    "the break-glass time box for {} ended at {}; session closed",
+                    ctx.target.name,
+                    crate::breakglass::rfc3339(end)
+                );
+            }
             break format!(
                 "maximum session length of {} reached; session closed",
-                humantime::format_duration(server.max_session)
+                humantime::format_duration(limits.max_session)
             );
         }
     };

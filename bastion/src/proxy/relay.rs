@@ -141,8 +141,6 @@ impl Upstream {
         from_client: &mut ChannelReadHalf,
         to_node: &ChannelWriteHalf<client::Msg>,
     ) -> Result<(), recorder::RecordError> {
-        let target = self.ctx.policy_target();
-        let identity = self.ctx.policy_identity();
         while let Some(msg) = from_client.wait().await {
             self.ctx.touch();
             match msg {
@@ -221,8 +219,7 @@ impl Upstream {
                     }
                 }
                 ChannelMsg::RequestShell { .. } => {
-                    let d = policy::decide(&identity, &target, &policy::Request::Shell);
-                    if let policy::Decision::Deny(why) = d {
+                    if let Err(why) = self.ctx.check(&policy::Request::Shell) {
                         self.refuse("shell", why).await?;
                         continue;
                     }
@@ -231,8 +228,10 @@ impl Upstream {
                     let _ = to_node.request_shell(true).await;
                 }
                 ChannelMsg::Exec { command, .. } => {
-                    let d = policy::decide(&identity, &target, &policy::Request::Exec);
-                    if let policy::Decision::Deny(why) = d {
+                    if let Err(why) = self
+                        .ctx
+                        .check(&policy::Request::Exec(&String::from_utf8_lossy(&command)))
+                    {
                         self.refuse("exec", why).await?;
                         continue;
                     }
@@ -245,8 +244,7 @@ impl Upstream {
                     let _ = to_node.exec(true, command).await;
                 }
                 ChannelMsg::RequestSubsystem { name, .. } => {
-                    let d = policy::decide(&identity, &target, &policy::Request::Subsystem(&name));
-                    if let policy::Decision::Deny(why) = d {
+                    if let Err(why) = self.ctx.check(&policy::Request::Subsystem(&name)) {
                         self.refuse("subsystem", why).await?;
                         continue;
                     }

@@ -3,16 +3,17 @@
 //! the target's name.
 //!
 //! The user was proven on the outer connection, so method `none` succeeds
-//! for a login the policy allows. When it does not, keyboard-interactive
-//! shows the reason (no prompts) before the refusal, so the engineer reads
-//! why instead of a bare "Permission denied".
+//! for a login the policy allows. Keyboard-interactive is used for two
+//! things only: to ask for a break-glass reason (and ticket) when the target
+//! is break-glass only, and otherwise to show why a login is refused (no
+//! prompts) so the engineer reads more than a bare "Permission denied".
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session};
 use russh::{Channel, ChannelId, Pty, Sig};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::Target;
 use crate::directory::Identity;
@@ -38,8 +39,8 @@ pub fn spawn(
     }
     let handler = InnerHandler {
         proxy,
-        login: None,
-        refusal: None,
+        access: None,
+        pending: Pending::Nothing,
     };
     tokio::spawn(async move {
         match russh::server::run_stream(config, channel.into_stream(), handler).await {
@@ -55,24 +56,118 @@ pub fn spawn(
 
 pub struct InnerHandler {
     proxy: ProxyConn,
-    /// The login the client authenticated as.
-    login: Option<String>,
-    /// Why the last login was refused, shown through keyboard-interactive.
-    refusal: Option<String>,
+    /// What the policy allowed, once a login was accepted.
+    access: Option<policy::Access>,
+    /// What keyboard-interactive has to do after `none` failed.
+    pending: Pending,
+}
+
+/// The keyboard-interactive step after a refused `none`.
+enum Pending {
+    Nothing,
+    /// Show why the login is refused, then reject.
+    Refusal(String),
+    /// Ask for a break-glass reason (and a ticket when `ticket` names the pattern).
+    Reason {
+        ticket: Option<String>,
+        /// Refused answers so far; after [`MAX_REASON_TRIES`] the login fails.
+        tries: u8,
+    },
+}
+
+/// Reasons refused before the login fails.
+const MAX_REASON_TRIES: u8 = 3;
+
+impl InnerHandler {
+    fn reason_prompt(&self, ticket: &Option<String>, refused: Option<&str>) -> Auth {
+        let target = &self.proxy.target().name;
+        let bg = &self.proxy.bastion().config.policy.break_glass;
+        let minutes = bg.default_duration.as_secs().div_ceil(60);
+        let mut instructions = match refused {
+            Some(why) => format!("Refused: {why}. Try again.\n"),
+            None => format!(
+                "{target} is break-glass only. Access is time-boxed ({minutes} min), alerted, recorded with \
+                 keystrokes, and reviewed afterwards by a second person.\n"
+            ),
+        };
+        let mut prompts = vec![(format!("Break-glass access to {target}. Reason: ").into(), true)];
+        if let Some(pattern) = ticket {
+            instructions.push_str(&format!("A ticket matching {pattern} is required.\n"));
+            prompts.push(("Ticket: ".into(), true));
+        }
+        Auth::Partial {
+            name: "bastion break-glass".into(),
+            instructions: instructions.into(),
+            prompts: prompts.into(),
+        }
+    }
+
+    /// A reason was typed: grant, then decide again with the new grant.
+    async fn take_reason(&mut self, login: &str, answers: Vec<String>, ticket: Option<String>, tries: u8) -> Auth {
+        let reason = answers.first().cloned().unwrap_or_default();
+        let ticket_answer = answers.get(1).cloned();
+        let bastion = self.proxy.bastion().clone();
+        let identity = self.proxy.identity().clone();
+        let target = self.proxy.target().clone();
+        let ask = crate::breakglass::Ask {
+            targets: &[&target],
+            reason: &reason,
+            ticket: ticket_answer.as_deref(),
+            duration: bastion.config.policy.break_glass.default_duration,
+            source: "prompt",
+            client: self.proxy.client_addr(),
+        };
+        match crate::breakglass::grant(&bastion, &identity, ask).await {
+            Ok(_) => match self.proxy.authorize_login(login).verdict {
+                policy::Verdict::Allow(access) => {
+                    self.access = Some(access);
+                    Auth::Accept
+                }
+                other => {
+                    warn!(user = %identity.user, target = %target.name, verdict = ?other, "a fresh grant did not allow the login");
+                    Auth::Reject {
+                        proceed_with_methods: Some(russh::MethodSet::empty()),
+                        partial_success: false,
+                    }
+                }
+            },
+            Err(why) => {
+                info!(user = %identity.user, target = %target.name, reason = %why, "break-glass reason refused");
+                if tries + 1 >= MAX_REASON_TRIES {
+                    return Auth::Reject {
+                        proceed_with_methods: Some(russh::MethodSet::empty()),
+                        partial_success: false,
+                    };
+                }
+                let prompt = self.reason_prompt(&ticket, Some(&why));
+                self.pending = Pending::Reason {
+                    ticket,
+                    tries: tries + 1,
+                };
+                prompt
+            }
+        }
+    }
 }
 
 impl Handler for InnerHandler {
     type Error = anyhow::Error;
 
     async fn auth_none(&mut self, login: &str) -> Result<Auth, Self::Error> {
-        match self.proxy.authorize_login(login) {
-            policy::Decision::Allow => {
-                self.login = Some(login.to_string());
+        let decision = self.proxy.authorize_login(login);
+        match decision.verdict {
+            policy::Verdict::Allow(access) => {
+                self.access = Some(access);
                 Ok(Auth::Accept)
             }
-            policy::Decision::Deny(why) => {
-                info!(target = %self.proxy.target().name, login, reason = %why, "login refused");
-                self.refusal = Some(why);
+            policy::Verdict::NeedsReason { ticket } => {
+                info!(target = %self.proxy.target().name, login, "break-glass target: asking for a reason");
+                self.pending = Pending::Reason { ticket, tries: 0 };
+                Ok(Auth::reject())
+            }
+            policy::Verdict::Deny(why) => {
+                info!(target = %self.proxy.target().name, login, reason = %why, explanation = ?decision.explanation, "login refused");
+                self.pending = Pending::Refusal(why);
                 Ok(Auth::reject())
             }
         }
@@ -80,26 +175,38 @@ impl Handler for InnerHandler {
 
     async fn auth_keyboard_interactive<'a>(
         &'a mut self,
-        _login: &str,
+        login: &str,
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        match (response, self.refusal.take()) {
-            (None, Some(why)) => Ok(Auth::Partial {
+        let reject = Auth::Reject {
+            proceed_with_methods: Some(russh::MethodSet::empty()),
+            partial_success: false,
+        };
+        match (std::mem::replace(&mut self.pending, Pending::Nothing), response) {
+            (Pending::Refusal(why), None) => Ok(Auth::Partial {
                 name: "bastion".into(),
                 instructions: format!("Access denied: {why}").into(),
                 prompts: vec![].into(),
             }),
-            _ => Ok(Auth::Reject {
-                proceed_with_methods: Some(russh::MethodSet::empty()),
-                partial_success: false,
-            }),
+            (Pending::Reason { ticket, tries }, None) => {
+                let prompt = self.reason_prompt(&ticket, None);
+                self.pending = Pending::Reason { ticket, tries };
+                Ok(prompt)
+            }
+            (Pending::Reason { ticket, tries }, Some(response)) => {
+                let answers: Vec<String> = response.map(|a| String::from_utf8_lossy(&a).into_owned()).collect();
+                Ok(self.take_reason(login, answers, ticket, tries).await)
+            }
+            _ => Ok(reject),
         }
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        let login = self.login.clone().unwrap_or_default();
-        self.proxy.start(&login, session.handle());
+        match self.access.take() {
+            Some(access) => self.proxy.start(access, session.handle()),
+            None => self.proxy.refuse("no access was granted".into(), session.handle()),
+        }
         Ok(())
     }
 

@@ -27,6 +27,8 @@ use tracing::{debug, info, warn};
 
 use recorder::Sink;
 
+use crate::alerts::{Alerter, RetryPolicy, Webhook};
+use crate::audit::AuditLog;
 use crate::ca::Authority;
 use crate::config::Config;
 use crate::config::DirectoryConfig;
@@ -74,6 +76,10 @@ pub struct Bastion {
     pub node_config_with_host_certs: Arc<russh::client::Config>,
     pub shutdown: Shutdown,
     pub limits: ConnectionLimits,
+    /// The hash-chained audit trail.
+    pub audit: Arc<AuditLog>,
+    /// Break-glass alerts to webhooks, through the state store's outbox.
+    pub alerter: Alerter,
 }
 
 /// The forced-stop broadcast.
@@ -134,6 +140,8 @@ impl Bastion {
         let node_config = node_config();
         let directory = open_directory(&config)?;
         let state = Arc::new(open_state(&config)?);
+        let audit = Arc::new(AuditLog::open(&config.audit.file, config.audit.stdout)?);
+        let alerter = open_alerter(&config, state.clone())?;
         let limits = ConnectionLimits::new(s.max_connections, s.max_connections_per_source);
         let (forced, _) = broadcast::channel(1);
         Ok(Arc::new(Bastion {
@@ -148,6 +156,8 @@ impl Bastion {
             node_config_with_host_certs: Arc::new(with_certs),
             shutdown: Shutdown { forced },
             limits,
+            audit,
+            alerter,
         }))
     }
 }
@@ -198,6 +208,52 @@ pub fn open_directory(config: &Config) -> Result<SharedDirectory> {
             Arc::new(crate::directory::ldap::LdapDirectory::new(cfg, &config.base_dir).map_err(|e| at(&e))?)
         }
     })
+}
+
+/// The alert sender for the configured webhooks, secrets read from their files.
+pub fn open_alerter(config: &Config, state: Arc<StateStore>) -> Result<Alerter> {
+    let mut webhooks = Vec::new();
+    for w in &config.alerts.webhooks {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&w.secret_file)
+            .with_context(|| format!("the secret of webhook `{}` ({})", w.name, w.secret_file.display()))?
+            .permissions()
+            .mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "the secret file of webhook `{}` ({}) is readable by others (mode {:o}); chmod 600 it",
+            w.name,
+            w.secret_file.display(),
+            mode & 0o777
+        );
+        let secret = std::fs::read(&w.secret_file).with_context(|| {
+            format!(
+                "reading the secret of webhook `{}` from {}",
+                w.name,
+                w.secret_file.display()
+            )
+        })?;
+        let trimmed = zeroize::Zeroizing::new(secret.trim_ascii().to_vec());
+        drop(zeroize::Zeroizing::new(secret));
+        anyhow::ensure!(
+            !trimmed.is_empty(),
+            "the secret file of webhook `{}` ({}) is empty",
+            w.name,
+            w.secret_file.display()
+        );
+        webhooks.push(Webhook {
+            name: w.name.clone(),
+            url: w.url.clone(),
+            secret: trimmed,
+            timeout: w.timeout,
+        });
+    }
+    let retry = RetryPolicy {
+        initial: config.alerts.retry_initial,
+        max: config.alerts.retry_max,
+        ..RetryPolicy::default()
+    };
+    Alerter::new(state, webhooks, retry)
 }
 
 /// Opens the state store, creating its directory and (first run) its key.

@@ -63,7 +63,8 @@ pub struct OuterHandler {
     login: Login,
     identity: Option<Arc<Identity>>,
     /// Direct mode: the login and the proxy to the target.
-    direct: Option<(String, ProxyConn)>,
+    /// Direct mode: what the policy said about the login, and the proxy.
+    direct: Option<(Result<policy::Access, String>, ProxyConn)>,
     /// Session channels running bastion commands.
     command_channels: HashMap<ChannelId, Channel<Msg>>,
     /// Command channels with a PTY (output needs CR LF, input echo).
@@ -105,11 +106,19 @@ impl OuterHandler {
                 return Auth::reject();
             };
             let proxy = ProxyConn::new(self.bastion.clone(), identity.clone(), target.clone(), self.peer);
-            if let policy::Decision::Deny(why) = proxy.authorize_login(login) {
-                warn!(user = %identity.user, target = %target_name, reason = %why, "login refused");
-                return Auth::reject();
-            }
-            self.direct = Some((login.clone(), proxy));
+            let access = match proxy.authorize_login(login).verdict {
+                policy::Verdict::Allow(access) => Ok(access),
+                policy::Verdict::Deny(why) => {
+                    warn!(user = %identity.user, target = %target_name, reason = %why, "login refused");
+                    return Auth::reject();
+                }
+                // Direct mode has no inner prompt: the session channel
+                // explains how to state a reason.
+                policy::Verdict::NeedsReason { .. } => Err(format!(
+                    "{target_name} is break-glass only: state a reason first with                      `ssh BASTION breakglass {target_name} --reason TEXT`, or connect with `ssh -J` to be asked"
+                )),
+            };
+            self.direct = Some((access, proxy));
         }
         let (tx, rx) = tokio::sync::watch::channel(identity.clone());
         if let Some((_, proxy)) = self.direct.as_mut() {
@@ -169,9 +178,11 @@ impl Handler for OuterHandler {
             let task = tokio::spawn(recheck(self.bastion.clone(), identity, updates, handle.clone()));
             self._recheck = Some(crate::proxy::AbortOnDrop(task));
         }
-        if let Some((login, proxy)) = self.direct.as_mut() {
-            let login = login.clone();
-            proxy.start(&login, handle);
+        if let Some((access, proxy)) = self.direct.as_mut() {
+            match access.clone() {
+                Ok(access) => proxy.start(access, handle),
+                Err(why) => proxy.refuse(why, handle),
+            }
         }
         Ok(())
     }

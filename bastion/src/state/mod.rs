@@ -15,6 +15,8 @@
 //! Times are unix seconds passed in by the caller (`now`), which keeps the
 //! logic testable.
 
+mod alerts;
+mod grants;
 mod seal;
 pub mod sql;
 #[cfg(test)]
@@ -36,6 +38,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 pub use crate::factors::lockout::{FailureRecord, FailureState, LockoutPolicy};
+pub use alerts::OutboxItem;
+pub use grants::{GrantRecord, GrantSession, NewGrant, ReviewError};
 use seal::SeedSeal;
 
 /// Length of the state key in bytes (AES-256).
@@ -530,7 +534,9 @@ fn failure_record(conn: &Connection, key: &str) -> Result<Option<FailureRecord>>
 // SQLite numbers `$N` parameters by first appearance, PostgreSQL by N; binding
 // by name makes the two agree whatever the order in the statement.
 
-const PARAM_NAMES: [&str; 8] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8"];
+const PARAM_NAMES: [&str; 12] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
+];
 
 /// Prepares (cached) `sql`, checking it takes exactly `n` parameters.
 fn prepare<'c>(conn: &'c Connection, sql: &str, n: usize) -> rusqlite::Result<CachedStatement<'c>> {

@@ -202,6 +202,36 @@ pub const USER_KEY_COUNT: &str = "SELECT COUNT(*) FROM user_keys WHERE user_name
 /// `$1` user.
 pub const USER_KEY_DELETE_USER: &str = "DELETE FROM user_keys WHERE user_name = $1";
 
+// ---- break-glass grants ---------------------------------------------------------
+
+/// `$1` id, `$2` user, `$3` targets, `$4` reason, `$5` ticket, `$6` source,
+/// `$7` client, `$8` now, `$9` starts, `$10` ends.
+pub const GRANT_INSERT: &str = "INSERT INTO grants
+    (id, user_name, targets, reason, ticket, source, client, created_at, starts_at, ends_at, uses)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)";
+/// `$1` user, `$2` now → the user's active grants.
+pub const GRANT_SELECT_ACTIVE: &str = "SELECT id, user_name, targets, reason, ticket, source, client, created_at,
+        starts_at, ends_at, uses, last_used_at, reviewer, review_note, reviewed_at
+    FROM grants WHERE user_name = $1 AND starts_at <= $2 AND ends_at > $2 ORDER BY ends_at";
+/// `$1` id.
+pub const GRANT_SELECT_ONE: &str = "SELECT id, user_name, targets, reason, ticket, source, client, created_at,
+        starts_at, ends_at, uses, last_used_at, reviewer, review_note, reviewed_at
+    FROM grants WHERE id = $1";
+/// Every grant, newest first.
+pub const GRANT_SELECT_ALL: &str = "SELECT id, user_name, targets, reason, ticket, source, client, created_at,
+        starts_at, ends_at, uses, last_used_at, reviewer, review_note, reviewed_at
+    FROM grants ORDER BY created_at DESC, id";
+/// `$1` id, `$2` now: one more session ran under the grant.
+pub const GRANT_MARK_USED: &str = "UPDATE grants SET uses = uses + 1, last_used_at = $2 WHERE id = $1";
+/// `$1` grant, `$2` session, `$3` target, `$4` login, `$5` now.
+pub const GRANT_SESSION_INSERT: &str = "INSERT INTO grant_sessions (grant_id, session_id, target, login, started_at)
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+/// `$1` grant → sessions, oldest first.
+pub const GRANT_SESSION_SELECT: &str = "SELECT session_id, target, login, started_at FROM grant_sessions WHERE grant_id = $1 ORDER BY started_at, session_id";
+/// `$1` id, `$2` reviewer, `$3` note, `$4` now: only an unreviewed grant.
+pub const GRANT_REVIEW: &str = "UPDATE grants SET reviewer = $2, review_note = $3, reviewed_at = $4
+    WHERE id = $1 AND reviewed_at IS NULL";
+
 // ---- users ---------------------------------------------------------------------
 
 /// Every user with a seed, a key or an outstanding enrollment token.
@@ -209,6 +239,51 @@ pub const KNOWN_USERS: &str = "SELECT user_name FROM totp_seeds
     UNION SELECT user_name FROM user_keys
     UNION SELECT user_name FROM enroll_tokens
     ORDER BY user_name";
+
+// ---- alert outbox ------------------------------------------------------------------
+// One row per (alert, webhook). A sender claims due rows by taking a lease; the
+// lease UPDATE re-checks that the row is still free, so even where two
+// bastions' SELECTs race (PostgreSQL under READ COMMITTED) only one of them
+// gets the row.
+
+/// `$1` id, `$2` webhook name, `$3` JSON body, `$4` now: due at once, no
+/// attempt made yet.
+pub const OUTBOX_INSERT: &str = "INSERT INTO alert_outbox
+    (id, webhook, body, created_at, attempts, next_attempt_at, lease_until, last_error, delivered_at)
+    VALUES ($1, $2, $3, $4, 0, $4, NULL, NULL, NULL)";
+/// `$1` now, `$2` limit → undelivered rows that are due and not leased,
+/// oldest due first.
+pub const OUTBOX_SELECT_DUE: &str = "SELECT id, webhook, body, created_at, attempts, next_attempt_at, lease_until,
+        last_error, delivered_at
+    FROM alert_outbox
+    WHERE delivered_at IS NULL AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+    ORDER BY next_attempt_at, created_at, id
+    LIMIT $2";
+/// `$1` id, `$2` now, `$3` lease end: takes the lease of a row that is still
+/// undelivered and free (one row changed) or does nothing.
+pub const OUTBOX_LEASE: &str = "UPDATE alert_outbox SET lease_until = $3
+    WHERE id = $1 AND delivered_at IS NULL AND (lease_until IS NULL OR lease_until <= $2)";
+/// `$1` id, `$2` now: the attempt that succeeded is counted too.
+pub const OUTBOX_DELIVERED: &str =
+    "UPDATE alert_outbox SET delivered_at = $2, attempts = attempts + 1, lease_until = NULL
+    WHERE id = $1 AND delivered_at IS NULL";
+/// `$1` id, `$2` next attempt, `$3` error: counts the attempt, frees the lease.
+pub const OUTBOX_FAILED: &str = "UPDATE alert_outbox
+    SET attempts = attempts + 1, next_attempt_at = $2, lease_until = NULL, last_error = $3
+    WHERE id = $1 AND delivered_at IS NULL";
+/// Every undelivered row, oldest first.
+pub const OUTBOX_PENDING: &str = "SELECT id, webhook, body, created_at, attempts, next_attempt_at, lease_until,
+        last_error, delivered_at
+    FROM alert_outbox WHERE delivered_at IS NULL ORDER BY created_at, id";
+/// `$1` id → the row, delivered or not.
+pub const OUTBOX_SELECT: &str = "SELECT id, webhook, body, created_at, attempts, next_attempt_at, lease_until,
+        last_error, delivered_at
+    FROM alert_outbox WHERE id = $1";
+/// The earliest time an undelivered row can be claimed: its next attempt, or
+/// the end of its lease if that is later. NULL when nothing is pending.
+pub const OUTBOX_NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at
+        THEN lease_until ELSE next_attempt_at END)
+    FROM alert_outbox WHERE delivered_at IS NULL";
 
 /// Every statement above except the migrations, for the portability tests.
 #[cfg(test)]
@@ -236,4 +311,20 @@ pub(crate) const ALL: &[&str] = &[
     USER_KEY_COUNT,
     USER_KEY_DELETE_USER,
     KNOWN_USERS,
+    GRANT_INSERT,
+    GRANT_SELECT_ACTIVE,
+    GRANT_SELECT_ONE,
+    GRANT_SELECT_ALL,
+    GRANT_MARK_USED,
+    GRANT_SESSION_INSERT,
+    GRANT_SESSION_SELECT,
+    GRANT_REVIEW,
+    OUTBOX_INSERT,
+    OUTBOX_SELECT_DUE,
+    OUTBOX_LEASE,
+    OUTBOX_DELIVERED,
+    OUTBOX_FAILED,
+    OUTBOX_PENDING,
+    OUTBOX_SELECT,
+    OUTBOX_NEXT_DUE,
 ];

@@ -1,0 +1,286 @@
+//! Operator and reviewer commands that run on the bastion host against the
+//! config, the state store and the audit log: `bastion breakglass list|review`,
+//! `bastion policy explain`, `bastion audit verify`, and the dead-rule
+//! findings of `bastion config check`.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use crate::audit::AuditLog;
+use crate::breakglass::{now, rfc3339};
+use crate::config::{Config, DirectoryConfig};
+use crate::directory::Identity;
+use crate::proxy::policy_target;
+use crate::state::{GrantRecord, ReviewError};
+
+/// `config check`'s findings about rules, as `FILE:LINE: RULE: message`.
+pub fn rule_findings(config: &Config, file: &str) -> Vec<String> {
+    let targets: Vec<policy::Target<'_>> = config.targets.iter().map(policy_target).collect();
+    let known_groups: Option<Vec<String>> = match config.directory {
+        DirectoryConfig::Embedded => Some(config.users.iter().flat_map(|u| u.groups.iter().cloned()).collect()),
+        DirectoryConfig::Ldap { .. } => None,
+    };
+    policy::lint(&config.policy, &targets, known_groups.as_deref())
+        .into_iter()
+        .map(|l| {
+            format!(
+                "{file}:{}: {}: {}",
+                config.rule_lines.get(l.rule).copied().unwrap_or(0),
+                config.policy.rules[l.rule].name,
+                l.message
+            )
+        })
+        .collect()
+}
+
+/// `bastion breakglass list`.
+pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_json: bool) -> Result<ExitCode> {
+    let state = crate::server::open_state(config)?;
+    let now = now();
+    let grants: Vec<GrantRecord> = state
+        .all_grants()?
+        .into_iter()
+        .filter(|g| !unreviewed || g.reviewed_at.is_none())
+        // A grant still running is not ready for review yet, but it is listed.
+        .filter(|g| user.is_none_or(|u| g.user == u))
+        .collect();
+    if as_json {
+        let mut rows = Vec::new();
+        for g in &grants {
+            let sessions = state.grant_sessions(&g.id)?;
+            rows.push(json!({"grant": g, "sessions": sessions}));
+        }
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if grants.is_empty() {
+        println!(
+            "{}",
+            if unreviewed {
+                "No unreviewed break-glass grants."
+            } else {
+                "No break-glass grants."
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for g in &grants {
+        let state_word = if now < g.ends_at { "ACTIVE" } else { "ended" };
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "{}  {}  {} → {}  {}  [{}]",
+            g.id,
+            g.user,
+            rfc3339(g.starts_at),
+            rfc3339(g.ends_at),
+            g.targets.join(","),
+            state_word
+        );
+        let _ = writeln!(text, "    reason:   {}", g.reason);
+        if let Some(t) = &g.ticket {
+            let _ = writeln!(text, "    ticket:   {t}");
+        }
+        let _ = writeln!(text, "    from:     {} (via {})", g.client, g.source);
+        let sessions = state.grant_sessions(&g.id)?;
+        if sessions.is_empty() {
+            let _ = writeln!(text, "    sessions: none");
+        }
+        for s in sessions {
+            let _ = writeln!(
+                text,
+                "    session:  {} {}@{} at {}",
+                s.session_id,
+                s.login,
+                s.target,
+                rfc3339(s.started_at)
+            );
+        }
+        match (&g.reviewer, &g.review_note) {
+            (Some(r), note) => {
+                let _ = writeln!(
+                    text,
+                    "    reviewed: by {r} at {}: {}",
+                    rfc3339(g.reviewed_at.unwrap_or(0)),
+                    note.as_deref().unwrap_or("")
+                );
+            }
+            (None, _) => {
+                let _ = writeln!(text, "    reviewed: NOT YET");
+            }
+        }
+        println!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bastion breakglass review ID --reviewer NAME --note TEXT`.
+pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Result<ExitCode> {
+    if reviewer.trim().is_empty() || reviewer.chars().any(policy::is_unsafe) {
+        bail!("--reviewer must name the reviewer");
+    }
+    if note.chars().any(|c| policy::is_unsafe(c) && c != '\n') {
+        bail!("the note contains control or formatting characters; use plain text");
+    }
+    let state = crate::server::open_state(config)?;
+    let audit = AuditLog::open(&config.audit.file, false)?;
+    match state.review_grant(id, reviewer, note, now()) {
+        Ok(g) => {
+            audit.try_record(
+                "breakglass.reviewed",
+                json!({"grant": g.id, "user": g.user, "reviewer": reviewer, "note": note}),
+            )?;
+            println!("{}: reviewed by {reviewer}.", g.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if let ReviewError::SelfReview { .. } = e {
+                audit.record(
+                    "breakglass.self_review_refused",
+                    json!({"grant": id, "reviewer": reviewer}),
+                );
+            }
+            eprintln!("bastion: review refused: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The identity `user` has now, from the configured directory.
+async fn identity_of(config: &Config, user: &str) -> Result<Identity> {
+    if config.emergency.iter().any(|e| e.name == user) {
+        return Ok(Identity {
+            user: user.to_string(),
+            dn: String::new(),
+            groups: vec![],
+            group_dns: vec![],
+            factors: vec![],
+            emergency: true,
+            enrollment_only: false,
+        });
+    }
+    let directory = crate::server::open_directory(config)?;
+    let found = directory
+        .lookup(user)
+        .await
+        .map_err(|e| anyhow::anyhow!("{user}: {e}"))?;
+    Ok(Identity {
+        user: found.name.clone(),
+        dn: found.dn.clone(),
+        groups: found.groups.clone(),
+        group_dns: found.group_dns.clone(),
+        factors: vec![],
+        emergency: false,
+        enrollment_only: false,
+    })
+}
+
+/// `bastion policy explain USER LOGIN@TARGET`.
+pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<ExitCode> {
+    let Some((login, target_name)) = destination.split_once('@') else {
+        bail!("name the destination as LOGIN@TARGET, e.g. root@cp-1");
+    };
+    let Some(target) = config.target(target_name) else {
+        bail!("no target named {target_name} in the config");
+    };
+    let identity = identity_of(config, user).await?;
+    let now = now();
+    let grants: Vec<policy::Grant> = match crate::server::open_state(config) {
+        Ok(state) => state
+            .active_grants(&identity.user, now)?
+            .iter()
+            .map(GrantRecord::to_policy)
+            .collect(),
+        Err(_) => vec![],
+    };
+    let d = policy::decide(
+        &config.policy,
+        &crate::proxy::policy_identity(&identity),
+        &policy_target(target),
+        login,
+        &grants,
+        now,
+    );
+    let bg = &config.policy.break_glass;
+    println!("{user} → {login}@{target_name}");
+    println!(
+        "groups:    {}",
+        if identity.emergency {
+            "(emergency account)".to_string()
+        } else {
+            identity.groups.join(", ")
+        }
+    );
+    match &d.verdict {
+        policy::Verdict::Allow(a) => {
+            println!(
+                "decision:  ALLOW{}",
+                if a.break_glass.is_some() {
+                    " (break-glass grant active)"
+                } else {
+                    ""
+                }
+            );
+            println!("requires:  nothing more");
+            println!(
+                "limits:    max session {}, idle timeout {}{}",
+                humantime::format_duration(a.limits.max_session),
+                humantime::format_duration(a.limits.idle_timeout),
+                a.break_glass
+                    .as_ref()
+                    .map(|b| format!(", time box ends {}", rfc3339(b.ends_at)))
+                    .unwrap_or_default()
+            );
+            println!(
+                "recording: output{}; alert: {}",
+                if a.record_input { " and keystrokes" } else { " only" },
+                if a.alert { "yes" } else { "no" }
+            );
+        }
+        policy::Verdict::NeedsReason { ticket } => {
+            println!("decision:  BREAK-GLASS (allowed once a reason is stated)");
+            println!(
+                "requires:  a reason of {}-{} characters{}",
+                bg.reason_min,
+                bg.reason_max,
+                ticket
+                    .as_ref()
+                    .map(|t| format!(" and a ticket matching {t}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "limits:    time box {} (at most {}); keystrokes recorded; alerts sent",
+                humantime::format_duration(bg.default_duration),
+                humantime::format_duration(bg.max_duration)
+            );
+        }
+        policy::Verdict::Deny(why) => {
+            println!("decision:  DENY ({why})");
+        }
+    }
+    println!("rules:");
+    for line in &d.explanation {
+        println!("  - {line}");
+    }
+    Ok(match d.verdict {
+        policy::Verdict::Deny(_) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// `bastion audit verify`.
+pub fn verify_audit(config: &Config) -> Result<ExitCode> {
+    match crate::audit::verify(&config.audit.file) {
+        Ok(n) => {
+            println!("{}: {n} events, chain intact", config.audit.file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {e:#}", config.audit.file.display());
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Rules: which groups may reach which targets, as which logins, doing what,
+//! for how long. The configuration file builds these (`[[rules]]`, and the
+//! shorthand `groups` on a target); this module only describes and matches.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::{Identity, Selector, Target, glob};
+
+/// What a session channel may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// An interactive shell.
+    Shell,
+    /// Any command (`ssh node CMD`); includes scp and rsync.
+    Exec,
+    /// The sftp subsystem (also what modern `scp` uses).
+    Sftp,
+    /// Legacy `scp -O` (`scp -t` / `scp -f` on the node), without other commands.
+    Scp,
+    /// `rsync --server`, without other commands.
+    Rsync,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Shell, Kind::Exec, Kind::Sftp, Kind::Scp, Kind::Rsync];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "shell" => Kind::Shell,
+            "exec" => Kind::Exec,
+            "sftp" => Kind::Sftp,
+            "scp" => Kind::Scp,
+            "rsync" => Kind::Rsync,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Shell => "shell",
+            Kind::Exec => "exec",
+            Kind::Sftp => "sftp",
+            Kind::Scp => "scp",
+            Kind::Rsync => "rsync",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A forward destination pattern: `HOST-GLOB:PORT` or `HOST-GLOB:*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub host: String,
+    /// `None`: any port.
+    pub port: Option<u32>,
+}
+
+impl Destination {
+    /// Parses `host:port`, `host:*`, `[v6]:port` or `*` (anything).
+    pub fn parse(text: &str) -> Result<Destination, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Destination {
+                host: "*".into(),
+                port: None,
+            });
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{text}`: a destination is HOST:PORT (or HOST:*)"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("`{text}`: the host is empty"));
+        }
+        let port = match port {
+            "*" => None,
+            p => Some(
+                p.parse::<u32>()
+                    .ok()
+                    .filter(|p| (1..=65535).contains(p))
+                    .ok_or_else(|| format!("`{text}`: the port must be 1-65535 or *"))?,
+            ),
+        };
+        Ok(Destination {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    pub fn matches(&self, host: &str, port: u32) -> bool {
+        self.port.is_none_or(|p| p == port)
+            && glob::matches(&self.host.to_ascii_lowercase(), &host.to_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            None if self.host == "*" => f.write_str("*"),
+            None => write!(f, "{}:*", self.host),
+            Some(p) => write!(f, "{}:{p}", self.host),
+        }
+    }
+}
+
+/// One grant of access.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// How explanations and `config check` name the rule, e.g.
+    /// `rules[2] "ops-workers"` or `targets[0] "node-1"`.
+    pub name: String,
+    /// Directory groups (CN or DN) whose members the rule is for; `*`: any
+    /// proven user.
+    pub groups: Vec<String>,
+    /// The targets it is about (any selector may match).
+    pub targets: Vec<Selector>,
+    /// Logins it allows; `*`: every login the target lists.
+    pub logins: Vec<String>,
+    /// What channels may do.
+    pub allow: Vec<Kind>,
+    /// `-L` / `-D` destinations (reached from the node), on targets that allow local forwarding.
+    pub local_forward: Vec<Destination>,
+    /// `-R` listen addresses on the node, on targets that allow remote forwarding.
+    pub remote_forward: Vec<Destination>,
+    /// Session length limit, if tighter than the server's.
+    pub max_session: Option<Duration>,
+    /// Idle limit, if tighter than the server's.
+    pub idle_timeout: Option<Duration>,
+    /// Record keystrokes (input) too, not only output.
+    pub record_input: bool,
+}
+
+impl Rule {
+    /// A rule that allows the default channel kinds and nothing else.
+    pub fn new(name: impl Into<String>, groups: Vec<String>, targets: Vec<Selector>, logins: Vec<String>) -> Rule {
+        Rule {
+            name: name.into(),
+            groups,
+            targets,
+            logins,
+            allow: Kind::ALL.to_vec(),
+            local_forward: vec![],
+            remote_forward: vec![],
+            max_session: None,
+            idle_timeout: None,
+            record_input: false,
+        }
+    }
+
+    /// Whether the rule is for this user (by group).
+    pub fn covers_identity(&self, who: &Identity<'_>) -> bool {
+        self.groups.iter().any(|g| g == "*" || who.in_group(g))
+    }
+
+    /// Whether the rule selects this target.
+    pub fn selects(&self, target: &Target<'_>) -> bool {
+        self.targets.iter().any(|s| s.matches(target))
+    }
+
+    /// Whether the rule allows this login on this target.
+    pub fn allows_login(&self, target: &Target<'_>, login: &str) -> bool {
+        target.logins.iter().any(|l| l == login) && self.logins.iter().any(|l| l == "*" || l == login)
+    }
+
+    pub fn groups_text(&self) -> String {
+        self.groups.join(", ")
+    }
+}
