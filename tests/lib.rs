@@ -1205,12 +1205,13 @@ impl Lab {
         self.server_extra.push(line.to_string());
     }
 
-    /// Adds a `[[targets]]` entry pinned to `host_keys`, reachable by `logins`.
+    /// Adds a `[[targets]]` entry pinned to `host_keys`, reachable by every
+    /// proven user (`groups = ["*"]`) as `logins`.
     pub fn add_target(&mut self, name: &str, address: &str, logins: &[&str], host_keys: &[String]) {
         let q = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         let logins: Vec<String> = logins.iter().map(|s| s.to_string()).collect();
         self.targets.push(format!(
-            "[[targets]]\nname = {name:?}\naddress = {address:?}\nlabels = {{ role = \"e2e\" }}\nlogins = [{}]\nhost_keys = [{}]\n",
+            "[[targets]]\nname = {name:?}\naddress = {address:?}\nlabels = {{ role = \"e2e\" }}\nlogins = [{}]\nhost_keys = [{}]\ngroups = [\"*\"]\n",
             q(&logins),
             q(host_keys)
         ));
@@ -1241,6 +1242,20 @@ impl Lab {
         self.users.push((
             name.to_string(),
             format!("[[users]]\nname = {name:?}\nkeys = [{:?}]\n", u.pubkey),
+        ));
+        u
+    }
+
+    /// Adds a `[[users]]` entry in `groups`, with a key.
+    pub fn add_user_in(&mut self, name: &str, groups: &[&str]) -> LabUser {
+        let u = self.client(name);
+        let groups = groups.iter().map(|g| format!("{g:?}")).collect::<Vec<_>>().join(", ");
+        self.users.push((
+            name.to_string(),
+            format!(
+                "[[users]]\nname = {name:?}\nkeys = [{:?}]\ngroups = [{groups}]\n",
+                u.pubkey
+            ),
         ));
         u
     }
@@ -1399,6 +1414,15 @@ impl Lab {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Stops the bastion (if it runs) and starts it again on the same
+    /// config and state: what an operator's restart does.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop_child(&mut c, Duration::from_secs(10));
+        }
+        self.start();
     }
 }
 

@@ -131,7 +131,7 @@ pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Re
         Ok(g) => {
             audit.try_record(
                 "breakglass.reviewed",
-                json!({"grant": g.id, "user": g.user, "reviewer": reviewer, "note": note}),
+                json!({"grant": g.id, "user": g.user, "reviewer": reviewer, "note": note, "os_user": os_user()}),
             )?;
             println!("{}: reviewed by {reviewer}.", g.id);
             Ok(ExitCode::SUCCESS)
@@ -140,13 +140,21 @@ pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Re
             if let ReviewError::SelfReview { .. } = e {
                 audit.record(
                     "breakglass.self_review_refused",
-                    json!({"grant": id, "reviewer": reviewer}),
+                    json!({"grant": id, "reviewer": reviewer, "os_user": os_user()}),
                 );
             }
             eprintln!("bastion: review refused: {e}");
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Who ran the command on the host, as the login session says (the
+/// reviewer name is typed; this is what the OS knows).
+fn os_user() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }))
 }
 
 /// The identity `user` has now, from the configured directory.

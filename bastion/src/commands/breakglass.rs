@@ -109,11 +109,16 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         Ok(g) => Output::ok(format!(
             "Break-glass grant {id} for {targets} until {end} ({minutes} min).\n\
              Connections to {targets} need no prompt until then. Keystrokes are recorded,\n\
-             the on-call channel was alerted, and a second person will review the grant.\n",
+             {alerted}, and a second person will review the grant.\n",
             id = g.id,
             targets = g.targets.join(", "),
             end = rfc3339(g.ends_at),
             minutes = duration.as_secs().div_ceil(60),
+            alerted = if b.alerter.webhook_names().is_empty() {
+                "the grant is in the audit log"
+            } else {
+                "an alert is on its way to the on-call webhooks and the grant is in the audit log"
+            },
         )),
         Err(why) => Output::fail(1, format!("bastion: break-glass refused: {why}\n")),
     }

@@ -163,8 +163,14 @@ pub(super) fn parse_policy(
             vec![Selector::Name(t.name.clone())],
             vec!["*".into()],
         );
-        rule.local_forward = vec![Destination::parse("*").expect("valid")];
-        rule.remote_forward = vec![Destination::parse("*").expect("valid")];
+        // Forwards only where the target's own flags allow them, so the
+        // shorthand never makes a rule that `config check` calls dead.
+        if t.allow_local_forwarding {
+            rule.local_forward = vec![Destination::parse("*").expect("valid")];
+        }
+        if t.allow_remote_forwarding {
+            rule.remote_forward = vec![Destination::parse("*").expect("valid")];
+        }
         rules.push(rule);
         rule_lines.push(line);
     }
@@ -263,6 +269,20 @@ pub(super) fn parse_policy(
             if bg.reason_max < bg.reason_min {
                 return Err(lines.error(key("reason_max"), v, "must not be below reason_min"));
             }
+        }
+        if bg.reason_max < bg.reason_min {
+            let at = raw
+                .reason_min
+                .as_ref()
+                .expect("only reason_min can push it above the default maximum");
+            return Err(lines.error(
+                key("reason_min"),
+                at,
+                format!(
+                    "is above reason_max ({}): no reason could ever be accepted",
+                    bg.reason_max
+                ),
+            ));
         }
         if let Some(v) = &raw.ticket_pattern {
             bg.ticket = Some(TicketRule::new(v.get_ref()).map_err(|e| lines.error(key("ticket_pattern"), v, e))?);

@@ -511,7 +511,8 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
                     crate::breakglass::rfc3339(end)
                 );
             }
-            if !warned && now >= end - warn_before {
+            let has_terminal = ctx.terminals.lock().map(|t| !t.is_empty()).unwrap_or(false);
+            if !warned && has_terminal && now >= end - warn_before {
                 warned = true;
                 let text = format!(
                     "\r\nbastion: break-glass access to {} ends in {} s (at {}); the session will be closed then\r\n",

@@ -140,10 +140,15 @@ pub async fn connect(ctx: Arc<SessionCtx>, client_handle: server::Handle) -> Res
             return Err(unreachable(&e));
         }
     };
-    let key_id = format!(
+    // The node's auth log names the person, the session and, for
+    // break-glass, the grant whose reason covers it.
+    let mut key_id = format!(
         "{} session={} target={} login={}",
         ctx.identity.user, ctx.id, target.name, ctx.login
     );
+    if let Some(bg) = &ctx.access.break_glass {
+        key_id.push_str(&format!(" grant={}", bg.grant_id));
+    }
     let (key, cert) = bastion
         .authority
         .node_login_certificate(

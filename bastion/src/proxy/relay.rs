@@ -71,6 +71,8 @@ impl Relay {
             kind,
             replies,
             pending: pending_tx,
+            client_id,
+            client_handle: client_handle.clone(),
         };
         let down = Downstream {
             ctx,
@@ -94,6 +96,9 @@ struct Upstream {
     kind: RelayKind,
     replies: Option<ReplyQueue>,
     pending: mpsc::UnboundedSender<oneshot::Sender<bool>>,
+    /// Where a refusal is explained (the client's stderr on this channel).
+    client_id: russh::ChannelId,
+    client_handle: server::Handle,
 }
 
 impl Upstream {
@@ -117,6 +122,14 @@ impl Upstream {
 
     async fn refuse(&self, request: &str, reason: String) -> Result<(), recorder::RecordError> {
         debug!(session = %self.ctx.id, request, %reason, "request refused");
+        // Without this the user reads only "exec request failed on channel 0".
+        if request != "env" {
+            let text = format!("bastion: {reason}\r\n");
+            let _ = self
+                .client_handle
+                .extended_data(self.client_id, 1, text.into_bytes())
+                .await;
+        }
         self.tap
             .record(ChannelEvent::Refused {
                 request: request.to_string(),

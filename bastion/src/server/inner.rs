@@ -75,6 +75,16 @@ enum Pending {
     },
 }
 
+/// The last word on a login: keyboard-interactive only. An empty method
+/// list would not do: OpenSSH reads it as "anything goes" and falls back to
+/// asking for a password the bastion never takes.
+fn final_reject() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(russh::MethodSet::from(&[russh::MethodKind::KeyboardInteractive][..])),
+        partial_success: false,
+    }
+}
+
 /// Reasons refused before the login fails.
 const MAX_REASON_TRIES: u8 = 3;
 
@@ -125,19 +135,13 @@ impl InnerHandler {
                 }
                 other => {
                     warn!(user = %identity.user, target = %target.name, verdict = ?other, "a fresh grant did not allow the login");
-                    Auth::Reject {
-                        proceed_with_methods: Some(russh::MethodSet::empty()),
-                        partial_success: false,
-                    }
+                    final_reject()
                 }
             },
             Err(why) => {
                 info!(user = %identity.user, target = %target.name, reason = %why, "break-glass reason refused");
                 if tries + 1 >= MAX_REASON_TRIES {
-                    return Auth::Reject {
-                        proceed_with_methods: Some(russh::MethodSet::empty()),
-                        partial_success: false,
-                    };
+                    return final_reject();
                 }
                 let prompt = self.reason_prompt(&ticket, Some(&why));
                 self.pending = Pending::Reason {
@@ -179,10 +183,7 @@ impl Handler for InnerHandler {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let reject = Auth::Reject {
-            proceed_with_methods: Some(russh::MethodSet::empty()),
-            partial_success: false,
-        };
+        let reject = final_reject();
         match (std::mem::replace(&mut self.pending, Pending::Nothing), response) {
             (Pending::Refusal(why), None) => Ok(Auth::Partial {
                 name: "bastion".into(),

@@ -106,16 +106,22 @@ impl OuterHandler {
                 return Auth::reject();
             };
             let proxy = ProxyConn::new(self.bastion.clone(), identity.clone(), target.clone(), self.peer);
-            let access = match proxy.authorize_login(login).verdict {
+            let decision = proxy.authorize_login(login);
+            let access = match decision.verdict {
                 policy::Verdict::Allow(access) => Ok(access),
                 policy::Verdict::Deny(why) => {
-                    warn!(user = %identity.user, target = %target_name, reason = %why, "login refused");
+                    warn!(
+                        user = %identity.user, target = %target_name, reason = %why,
+                        explanation = ?decision.explanation, "login refused"
+                    );
                     return Auth::reject();
                 }
                 // Direct mode has no inner prompt: the session channel
                 // explains how to state a reason.
-                policy::Verdict::NeedsReason { .. } => Err(format!(
-                    "{target_name} is break-glass only: state a reason first with                      `ssh BASTION breakglass {target_name} --reason TEXT`, or connect with `ssh -J` to be asked"
+                policy::Verdict::NeedsReason { ticket } => Err(format!(
+                    "{target_name} is break-glass only: state a reason first with `ssh BASTION breakglass \
+                     {target_name} --reason TEXT{}`, or connect with `ssh -J` to be asked",
+                    if ticket.is_some() { " --ticket ID" } else { "" }
                 )),
             };
             self.direct = Some((access, proxy));

@@ -83,6 +83,8 @@ pub enum ReviewError {
     AlreadyReviewed { id: String, by: String },
     #[error("a review needs a note saying what was checked")]
     EmptyNote,
+    #[error("grant {id} is still active until {until}: review it once it has ended, so every session under it is seen")]
+    StillActive { id: String, until: String },
     #[error("{0}")]
     Store(String),
 }
@@ -196,6 +198,12 @@ impl StateStore {
             return Err(ReviewError::SelfReview {
                 id: id.to_string(),
                 reviewer: reviewer.to_string(),
+            });
+        }
+        if now < grant.ends_at {
+            return Err(ReviewError::StillActive {
+                id: id.to_string(),
+                until: crate::breakglass::rfc3339(grant.ends_at),
             });
         }
         if let Some(by) = grant.reviewer {
