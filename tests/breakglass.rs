@@ -101,23 +101,26 @@ fn audit_text(lab: &Lab) -> String {
     read_lossy(&lab.dir().join("audit/audit.jsonl"))
 }
 
-/// The session metadata lines the recorder wrote, by target.
-fn recorded_sessions(lab: &Lab) -> Vec<serde_json::Value> {
-    let mut found = Vec::new();
-    let Ok(dir) = fs::read_dir(lab.dir().join("recordings")) else {
-        return found;
-    };
-    for e in dir.flatten() {
-        let text = read_lossy(&e.path());
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-                && v.get("target").is_some()
-                && v.get("record_input").is_some()
-            {
-                found.push(v);
+/// The manifests of sealed recordings in the lab's write-once directory,
+/// once at least `n` of them are there.
+fn recorded_sessions(lab: &Lab, n: usize) -> Vec<serde_json::Value> {
+    let read = || {
+        let mut found = Vec::new();
+        if let Ok(dir) = fs::read_dir(lab.dir().join("recordings")) {
+            for e in dir.flatten() {
+                let text = read_lossy(&e.path().join("manifest.json"));
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    found.push(v);
+                }
             }
         }
-    }
+        found
+    };
+    let mut found = Vec::new();
+    wait_until(Duration::from_secs(30), || {
+        found = read();
+        found.len() >= n
+    });
     found
 }
 
@@ -153,7 +156,7 @@ fn workers_for_ops_and_a_plain_refusal_for_everyone_else() {
         b.node.log()
     );
     // Worker sessions record output only; the decision's flag reaches the recorder.
-    let sessions = recorded_sessions(&b.lab);
+    let sessions = recorded_sessions(&b.lab, 1);
     let worker = sessions
         .iter()
         .find(|s| s["target"] == "node-1")
@@ -202,12 +205,12 @@ fn control_plane_asks_for_a_reason_and_a_ticket_then_lets_in_recorded_and_audite
     assert!(again.ok() && again.stdout.contains("AGAIN"), "{again}");
 
     // Keystrokes recorded for break-glass sessions, with the grant named.
-    let sessions = recorded_sessions(&b.lab);
+    let sessions = recorded_sessions(&b.lab, 2);
     let cp: Vec<_> = sessions.iter().filter(|s| s["target"] == "cp-1").collect();
     assert_eq!(cp.len(), 2, "{sessions:?}");
     for s in cp {
         assert_eq!(s["record_input"], true, "{s}");
-        assert_eq!(s["break_glass"]["grant_id"], g["id"], "{s}");
+        assert_eq!(s["break_glass"]["grant"], g["id"], "{s}");
         assert_eq!(s["break_glass"]["reason"], GOOD_REASON, "{s}");
     }
     let audit = audit_text(&b.lab);

@@ -1116,6 +1116,8 @@ pub struct Lab {
     clients: Vec<LabUser>,
     log: PathBuf,
     child: Option<Child>,
+    /// A whole config text used instead of the generated one.
+    config_override: Option<String>,
 }
 
 impl Lab {
@@ -1144,6 +1146,7 @@ impl Lab {
             clients: vec![],
             log: PathBuf::new(),
             child: None,
+            config_override: None,
         };
         lab.log = lab.dir.join("bastion.log");
         lab.write_config();
@@ -1296,8 +1299,22 @@ impl Lab {
 
     pub fn write_config(&self) -> PathBuf {
         let p = self.config_path();
-        fs::write(&p, self.config_text()).unwrap();
+        let text = self.config_override.clone().unwrap_or_else(|| self.config_text());
+        fs::write(&p, text).unwrap();
         p
+    }
+
+    /// Writes `text` as the whole config without starting (for `serve` runs
+    /// a test drives itself).
+    pub fn start_with_config_text_only(&mut self, text: &str) {
+        self.config_override = Some(text.to_string());
+        self.write_config();
+    }
+
+    /// Starts with `text` as the whole config (e.g. `config_text()` edited).
+    pub fn start_with_config(&mut self, text: &str) {
+        self.config_override = Some(text.to_string());
+        self.start();
     }
 
     fn write_client_files(&self) {

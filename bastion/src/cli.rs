@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -61,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Recorded sessions: list, show, verify, replay, search, export.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -114,6 +118,100 @@ enum BreakglassCommand {
         reviewer: String,
         #[arg(long)]
         note: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct SessionFilter {
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    target: Option<String>,
+    /// Only sessions that started within this long (e.g. 2d, 12h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<std::time::Duration>,
+    /// Only break-glass sessions.
+    #[arg(long)]
+    breakglass: bool,
+}
+
+impl SessionFilter {
+    fn filter(&self) -> crate::sessions::Filter {
+        crate::sessions::Filter {
+            user: self.user.clone(),
+            target: self.target.clone(),
+            since: self.since,
+            break_glass: self.breakglass,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Recorded sessions, newest first.
+    List {
+        #[command(flatten)]
+        filter: SessionFilter,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Who, from where, what, and whether the recording verifies.
+    Show {
+        id: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check hash chain, signature, completeness and retention.
+    Verify {
+        id: Option<String>,
+        /// Every session in the store.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Replay in this terminal; sequences that could act on it are removed.
+    Replay {
+        id: String,
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in seconds.
+        #[arg(long)]
+        idle_limit: Option<f64>,
+        /// Also show keystrokes (where recorded).
+        #[arg(long)]
+        input: bool,
+        #[arg(long)]
+        channel: Option<u32>,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Full-text search over what was on screen and what was typed.
+    Search {
+        query: String,
+        #[command(flatten)]
+        filter: SessionFilter,
+        #[arg(long, short = 'i')]
+        ignore_case: bool,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write an asciicast v2 file that `asciinema play` plays.
+    Export {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        channel: Option<u32>,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Rebuild the session index from the store.
+    Reindex {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -299,6 +397,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => crate::admin::verify_audit(&load_config(&config)?),
+        Command::Sessions { command } => sessions_command(command),
         Command::Demo {
             dir,
             port,
@@ -308,6 +407,53 @@ fn run(command: Command) -> Result<ExitCode> {
             runtime()?.block_on(crate::demo::run(&dir, port, single_factor, directory))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn sessions_command(command: SessionsCommand) -> Result<ExitCode> {
+    use crate::sessions as s;
+    let rt = runtime()?;
+    match command {
+        SessionsCommand::List { filter, json, config } => {
+            rt.block_on(s::list(&load_config(&config)?, &filter.filter(), json))
+        }
+        SessionsCommand::Show { id, config } => rt.block_on(s::show(&load_config(&config)?, &id)),
+        SessionsCommand::Verify { id, all, config } => {
+            if id.is_none() && !all {
+                anyhow::bail!("name a session, or --all");
+            }
+            rt.block_on(s::verify(&load_config(&config)?, id.as_deref()))
+        }
+        SessionsCommand::Replay {
+            id,
+            speed,
+            idle_limit,
+            input,
+            channel,
+            config,
+        } => rt.block_on(s::replay(
+            &load_config(&config)?,
+            &id,
+            channel,
+            recorder::replay::ReplayOptions {
+                speed,
+                idle_limit,
+                include_input: input,
+            },
+        )),
+        SessionsCommand::Search {
+            query,
+            filter,
+            ignore_case,
+            config,
+        } => rt.block_on(s::search(&load_config(&config)?, &query, &filter.filter(), ignore_case)),
+        SessionsCommand::Export {
+            id,
+            out,
+            channel,
+            config,
+        } => rt.block_on(s::export(&load_config(&config)?, &id, &out, channel)),
+        SessionsCommand::Reindex { config } => rt.block_on(s::reindex(&load_config(&config)?)),
     }
 }
 
@@ -454,16 +600,22 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let sink = Arc::new(recorder::event_log::EventLogSink {
-        dir: config.recording.dir.clone(),
-    });
-    let bastion = crate::server::Bastion::new(config, sink)?;
+    let sink = crate::recording::open_sink(&config).await?;
+    let (stop_uploads, uploads_stopped) = tokio::sync::watch::channel(false);
+    let uploader = sink.spawn_uploader(uploads_stopped);
+    let bastion = crate::server::Bastion::new(config, sink.clone())?;
     for finding in crate::admin::rule_findings(&bastion.config, "config") {
         tracing::warn!(%finding, "rule can never match");
     }
     let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
     let sender = bastion.alerter.spawn_sender(alerts_stopped);
     let result = crate::server::serve(bastion, listener, stop).await;
+    // Sessions still open end with a manifest; what is sealed gets a last
+    // chance to upload, and the rest stays in the spool for the next start.
+    sink.shutdown();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), sink.drained()).await;
+    let _ = stop_uploads.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), uploader).await;
     let _ = stop_alerts.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
     result

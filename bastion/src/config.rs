@@ -13,7 +13,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod access;
+mod recording;
 pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
+pub use recording::{RecordingConfig, S3StoreConfig, StoreConfig, parse_size};
 
 /// A configuration error that points at the offending key and line.
 #[derive(Debug, thiserror::Error)]
@@ -162,13 +164,6 @@ pub struct ServerConfig {
     pub accept_env: Vec<String>,
 }
 
-/// Where recordings go. The recording issue grows this section.
-#[derive(Debug, Clone)]
-pub struct RecordingConfig {
-    /// Directory for the event log of every channel.
-    pub dir: PathBuf,
-}
-
 /// A node the bastion can reach.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -207,7 +202,7 @@ pub struct User {
 struct RawConfig {
     server: Spanned<RawServer>,
     #[serde(default)]
-    recording: Option<Spanned<RawRecording>>,
+    recording: Option<Spanned<recording::RawRecording>>,
     #[serde(default)]
     targets: Vec<Spanned<RawTarget>>,
     #[serde(default)]
@@ -281,12 +276,6 @@ struct RawServer {
     node_cert_validity: Option<Spanned<String>>,
     node_connect_timeout: Option<Spanned<String>>,
     accept_env: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRecording {
-    dir: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -434,14 +423,7 @@ impl Config {
                 "must be between 30s and 1h: node certificates are meant to be short-lived",
             ));
         }
-        let recording = match &raw.recording {
-            Some(r) => RecordingConfig {
-                dir: path(&r.get_ref().dir),
-            },
-            None => RecordingConfig {
-                dir: base_dir.join("recordings"),
-            },
-        };
+        let recording = recording::parse_recording(&lines, raw.recording.as_ref(), base_dir, &path)?;
 
         let mut targets: Vec<Target> = Vec::new();
         let mut target_lines = Vec::new();

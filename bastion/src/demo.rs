@@ -152,7 +152,7 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
         "ssh_config": ssh_config,
         "known_hosts": known_hosts,
         "config": config_path,
-        "recordings": config.recording.dir,
+        "recordings": config.recording.worm_dir(),
         "pid": std::process::id(),
         "totp_secret": totp_secret,
         "single_factor": single_factor,
@@ -190,7 +190,11 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
          Config: {}   Recordings: {}\n",
         identity.display(),
         config_path.display(),
-        config.recording.dir.display(),
+        config
+            .recording
+            .worm_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
         config = config_path.display(),
     );
     let _ = std::io::stdout().flush();

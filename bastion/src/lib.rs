@@ -19,5 +19,7 @@ pub mod demo;
 pub mod directory;
 pub mod factors;
 pub mod proxy;
+pub mod recording;
 pub mod server;
+pub mod sessions;
 pub mod state;

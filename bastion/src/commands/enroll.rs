@@ -98,6 +98,10 @@ async fn enroll_totp(ctx: &CommandCtx, args: &[String], io: &mut ChannelIo) -> u
             return match stored {
                 Ok(_) => {
                     tracing::info!(user = %user, "TOTP enrolled");
+                    ctx.bastion.audit.record(
+                        "enroll.totp",
+                        serde_json::json!({"user": user, "client": ctx.client.to_string()}),
+                    );
                     io.write("TOTP enrolled. From now on the bastion asks for a code at login.\n")
                         .await;
                     0
@@ -153,6 +157,10 @@ async fn enroll_key(ctx: &CommandCtx, io: &mut ChannelIo) -> u32 {
                 "key"
             };
             tracing::info!(user = %user, fingerprint = %fp, kind, "key enrolled");
+            ctx.bastion.audit.record(
+                "enroll.key",
+                serde_json::json!({"user": user, "fingerprint": fp.to_string(), "kind": kind, "client": ctx.client.to_string()}),
+            );
             let msg = if added { "enrolled" } else { "was already enrolled" };
             io.write(&format!("{kind} {fp} {msg}.\n")).await;
             0

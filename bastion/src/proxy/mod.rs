@@ -70,6 +70,13 @@ impl SessionCtx {
         let result = self.access.check(request);
         if let Err(why) = &result {
             info!(session = %self.id, user = %self.identity.user, target = %self.target.name, ?request, reason = %why, "request refused by policy");
+            self.bastion.audit.record(
+                "policy.denied",
+                serde_json::json!({
+                    "session": self.id, "user": self.identity.user, "target": self.target.name,
+                    "request": format!("{request:?}"), "reason": why,
+                }),
+            );
         }
         result
     }
@@ -135,6 +142,13 @@ impl Drop for ProxyConn {
             info!(
                 session = %ctx.id, user = %ctx.identity.user, target = %ctx.target.name,
                 duration_s = ctx.started.elapsed().as_secs(), "session ended"
+            );
+            ctx.bastion.audit.record(
+                "session.end",
+                serde_json::json!({
+                    "session": ctx.id, "user": ctx.identity.user, "target": ctx.target.name, "login": ctx.login,
+                    "duration_s": ctx.started.elapsed().as_secs(),
+                }),
             );
         }
     }
@@ -241,6 +255,16 @@ impl ProxyConn {
                     break_glass = access.break_glass.as_ref().map(|b| b.grant_id.as_str()).unwrap_or("-"),
                     "session started"
                 );
+                self.bastion.audit.record(
+                    "session.start",
+                    serde_json::json!({
+                        "session": id, "user": self.identity.user, "groups": self.identity.groups,
+                        "factors": self.identity.factors, "client": self.client_addr.to_string(),
+                        "target": self.target.name, "login": login, "rules": access.rules,
+                        "record_input": access.record_input,
+                        "grant": access.break_glass.as_ref().map(|b| b.grant_id.clone()),
+                    }),
+                );
                 if let Some(bg) = &access.break_glass {
                     let (b, identity, session, target, grant, client) = (
                         self.bastion.clone(),
@@ -262,6 +286,13 @@ impl ProxyConn {
             }
             Err(e) => {
                 warn!(session = %id, user = %self.identity.user, error = %e, "session refused: recording cannot start");
+                self.bastion.audit.record(
+                    "recording.failed",
+                    serde_json::json!({
+                        "session": id, "user": self.identity.user, "target": self.target.name,
+                        "error": e.to_string(), "outcome": "session refused",
+                    }),
+                );
                 Err(format!("the session cannot be recorded, so it is not started ({e})"))
             }
         };
@@ -333,6 +364,10 @@ impl ProxyConn {
         if let Ok(mut t) = ctx.terminals.lock() {
             t.push(channel.id());
         }
+        ctx.bastion.audit.record(
+            "channel.open",
+            serde_json::json!({"session": ctx.id, "user": ctx.identity.user, "target": ctx.target.name, "kind": "session"}),
+        );
         Relay {
             ctx,
             client: channel,
@@ -387,6 +422,13 @@ impl ProxyConn {
             return;
         };
         reply.accept().await;
+        ctx.bastion.audit.record(
+            "channel.open",
+            serde_json::json!({
+                "session": ctx.id, "user": ctx.identity.user, "target": ctx.target.name,
+                "kind": "direct-tcpip", "host": host, "port": port,
+            }),
+        );
         Relay {
             ctx,
             client: channel,

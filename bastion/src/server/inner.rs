@@ -171,6 +171,13 @@ impl Handler for InnerHandler {
             }
             policy::Verdict::Deny(why) => {
                 info!(target = %self.proxy.target().name, login, reason = %why, explanation = ?decision.explanation, "login refused");
+                self.proxy.bastion().audit.record(
+                    "policy.denied",
+                    serde_json::json!({
+                        "user": self.proxy.identity().user, "target": self.proxy.target().name, "login": login,
+                        "reason": why, "explanation": decision.explanation,
+                    }),
+                );
                 self.pending = Pending::Refusal(why);
                 Ok(Auth::reject())
             }

@@ -133,6 +133,10 @@ impl Login {
     fn record_failure(&self, factor: Factor, reason: &str) {
         let user = self.name.as_ref().map(|n| n.user.as_str()).unwrap_or("-");
         warn!(user, factor = factor.as_str(), client = %self.peer, reason, "authentication failed");
+        self.bastion.audit.record(
+            "auth.failure",
+            serde_json::json!({"user": user, "factor": factor.as_str(), "client": self.peer.to_string(), "reason": reason}),
+        );
         let state = self.bastion.state.clone();
         let keys = [self.user_key(), source_failure_key(self.peer.ip())];
         let now = unix_now();
@@ -142,6 +146,10 @@ impl Login {
                     && s.locked_until.is_some()
                 {
                     warn!(key = %k, "locked after repeated failures");
+                    self.bastion.audit.record(
+                        "auth.locked",
+                        serde_json::json!({"key": k, "client": self.peer.to_string()}),
+                    );
                 }
             }
         });
@@ -409,6 +417,13 @@ impl Login {
         info!(
             user = %identity.user, factors = ?identity.factors, client = %self.peer,
             emergency = identity.emergency, enrollment_only, "authenticated"
+        );
+        self.bastion.audit.record(
+            "auth.success",
+            serde_json::json!({
+                "user": identity.user, "factors": identity.factors, "client": self.peer.to_string(),
+                "emergency_account": identity.emergency, "enrollment_only": enrollment_only,
+            }),
         );
         self.outcome = Some((identity, name));
         Auth::Accept

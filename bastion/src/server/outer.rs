@@ -114,6 +114,13 @@ impl OuterHandler {
                         user = %identity.user, target = %target_name, reason = %why,
                         explanation = ?decision.explanation, "login refused"
                     );
+                    self.bastion.audit.record(
+                        "policy.denied",
+                        serde_json::json!({
+                            "user": identity.user, "target": target_name, "login": login,
+                            "reason": why, "explanation": decision.explanation,
+                        }),
+                    );
                     return Auth::reject();
                 }
                 // Direct mode has no inner prompt: the session channel

@@ -295,11 +295,17 @@ mod tests {
             s.review_grant("bg-nope", "bob", "x", 5),
             Err(ReviewError::Unknown(_))
         ));
-        let r = s.review_grant(&g.id, "bob", "replayed; etcd restore only", 5).unwrap();
-        assert_eq!(r.reviewer.as_deref(), Some("bob"));
-        assert_eq!(r.reviewed_at, Some(5));
         assert!(matches!(
-            s.review_grant(&g.id, "carol", "again", 6),
+            s.review_grant(&g.id, "bob", "too early", 99),
+            Err(ReviewError::StillActive { .. })
+        ));
+        let r = s
+            .review_grant(&g.id, "bob", "replayed; etcd restore only", 105)
+            .unwrap();
+        assert_eq!(r.reviewer.as_deref(), Some("bob"));
+        assert_eq!(r.reviewed_at, Some(105));
+        assert!(matches!(
+            s.review_grant(&g.id, "carol", "again", 106),
             Err(ReviewError::AlreadyReviewed { by, .. }) if by == "bob"
         ));
     }

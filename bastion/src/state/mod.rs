@@ -18,6 +18,7 @@
 mod alerts;
 mod grants;
 mod seal;
+mod sessions;
 pub mod sql;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ pub use crate::factors::lockout::{FailureRecord, FailureState, LockoutPolicy};
 pub use alerts::OutboxItem;
 pub use grants::{GrantRecord, GrantSession, NewGrant, ReviewError};
 use seal::SeedSeal;
+pub use sessions::IndexedSession;
 
 /// Length of the state key in bytes (AES-256).
 pub const KEY_LEN: usize = 32;

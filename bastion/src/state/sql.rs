@@ -129,9 +129,28 @@ const V2: &[&str] = &[
     "CREATE INDEX alert_outbox_due ON alert_outbox (delivered_at, next_attempt_at)",
 ];
 
+/// Migration 3: the session index, a cache of the recording store's
+/// manifests for `bastion sessions list` (rebuilt by `sessions reindex`).
+const V3: &[&str] = &[
+    "CREATE TABLE session_index (
+        id          TEXT   NOT NULL PRIMARY KEY,
+        user_name   TEXT   NOT NULL,
+        target      TEXT   NOT NULL,
+        login       TEXT   NOT NULL,
+        client      TEXT   NOT NULL,
+        started_at  BIGINT NOT NULL,
+        ended_at    BIGINT,
+        ended_how   TEXT   NOT NULL,
+        grant_id    TEXT,
+        record_input BIGINT NOT NULL,
+        channels    BIGINT NOT NULL
+    )",
+    "CREATE INDEX session_index_started ON session_index (started_at)",
+];
+
 /// Migrations in order: (version, statements). Each version is applied in
 /// one transaction together with its `schema_version` row.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3)];
 
 // ---- TOTP seeds ----------------------------------------------------------
 
@@ -232,6 +251,24 @@ pub const GRANT_SESSION_SELECT: &str = "SELECT session_id, target, login, starte
 pub const GRANT_REVIEW: &str = "UPDATE grants SET reviewer = $2, review_note = $3, reviewed_at = $4
     WHERE id = $1 AND reviewed_at IS NULL";
 
+// ---- session index ------------------------------------------------------------
+
+/// `$1`..`$11`: id, user, target, login, client, started, ended, how, grant, record_input, channels.
+pub const SESSION_INDEX_INSERT: &str = "INSERT INTO session_index
+    (id, user_name, target, login, client, started_at, ended_at, ended_how, grant_id, record_input, channels)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING";
+/// `$1` id, `$2` ended, `$3` how, `$4` channels: a session indexed while it ran, now sealed.
+pub const SESSION_INDEX_UPDATE: &str =
+    "UPDATE session_index SET ended_at = $2, ended_how = $3, channels = $4 WHERE id = $1";
+/// Every indexed id.
+pub const SESSION_INDEX_IDS: &str = "SELECT id FROM session_index";
+/// `$1` since → rows newest first.
+pub const SESSION_INDEX_SINCE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
+        grant_id, record_input, channels
+    FROM session_index WHERE started_at >= $1 ORDER BY started_at DESC, id";
+/// Empties the index before a rebuild.
+pub const SESSION_INDEX_CLEAR: &str = "DELETE FROM session_index";
+
 // ---- users ---------------------------------------------------------------------
 
 /// Every user with a seed, a key or an outstanding enrollment token.
@@ -311,6 +348,11 @@ pub(crate) const ALL: &[&str] = &[
     USER_KEY_COUNT,
     USER_KEY_DELETE_USER,
     KNOWN_USERS,
+    SESSION_INDEX_INSERT,
+    SESSION_INDEX_UPDATE,
+    SESSION_INDEX_IDS,
+    SESSION_INDEX_SINCE,
+    SESSION_INDEX_CLEAR,
     GRANT_INSERT,
     GRANT_SELECT_ACTIVE,
     GRANT_SELECT_ONE,

@@ -1,0 +1,348 @@
+//! `bastion sessions …`: what an auditor does with recordings on the bastion
+//! host — list, show, verify, replay, search, export, reindex. Everything is
+//! read from the write-once store; the state store only keeps an index.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use recorder::format::{EventKind, FileDir};
+use recorder::read::Recording;
+use recorder::store::Store;
+
+use crate::config::Config;
+use crate::state::IndexedSession;
+
+/// Filters of `sessions list` and `sessions search`.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<Duration>,
+    pub break_glass: bool,
+}
+
+impl Filter {
+    fn since_unix(&self) -> i64 {
+        self.since
+            .and_then(|d| SystemTime::now().checked_sub(d))
+            .map(unix)
+            .unwrap_or(0)
+    }
+
+    fn keeps(&self, s: &IndexedSession) -> bool {
+        self.user.as_ref().is_none_or(|u| &s.user == u)
+            && self.target.as_ref().is_none_or(|t| &s.target == t)
+            && (!self.break_glass || s.grant_id.is_some())
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    humantime::parse_rfc3339_weak(text).ok().map(unix)
+}
+
+fn rfc3339(t: i64) -> String {
+    crate::breakglass::rfc3339(t)
+}
+
+/// The index row a recording stands for.
+fn index_row(rec: &Recording) -> Option<IndexedSession> {
+    let m = rec.manifest.as_ref()?;
+    Some(IndexedSession {
+        id: rec.session.clone(),
+        user: m.info.user.clone(),
+        target: m.info.target.clone(),
+        login: m.info.login.clone(),
+        client: m.info.client.clone(),
+        started_at: parse_time(&m.info.started).unwrap_or(0),
+        ended_at: parse_time(&m.ended),
+        ended_how: serde_json::to_value(m.ended_how)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "?".into()),
+        grant_id: m.info.break_glass.as_ref().map(|b| b.grant.clone()),
+        record_input: m.info.record_input,
+        channels: m.channels.len() as i64,
+    })
+}
+
+/// Adds sessions the index does not know yet (sealed since the last look).
+async fn refresh_index(config: &Config, store: &dyn Store, rebuild: bool) -> Result<usize> {
+    let state = crate::server::open_state(config)?;
+    if rebuild {
+        state.clear_session_index()?;
+    }
+    let known: std::collections::HashSet<String> = state.indexed_ids()?.into_iter().collect();
+    let mut added = 0;
+    for id in recorder::read::list_sessions(store).await.map_err(|e| anyhow!("{e}"))? {
+        if known.contains(&id) {
+            continue;
+        }
+        let rec = recorder::read::load(store, &id).await.map_err(|e| anyhow!("{e}"))?;
+        if let Some(row) = index_row(&rec) {
+            state.index_session(&row)?;
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
+async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
+    crate::recording::open_store(config).await
+}
+
+pub async fn list(config: &Config, filter: &Filter, json: bool) -> Result<ExitCode> {
+    let store = open(config).await?;
+    refresh_index(config, store.as_ref(), false).await?;
+    let state = crate::server::open_state(config)?;
+    let rows: Vec<IndexedSession> = state
+        .indexed_sessions(filter.since_unix())?
+        .into_iter()
+        .filter(|s| filter.keeps(s))
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("No recorded sessions match.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16}  {:<20}  {:<10}  {:<20}  {:<9}  BREAK-GLASS",
+        "SESSION", "STARTED", "USER", "LOGIN@TARGET", "ENDED"
+    );
+    for s in rows {
+        println!(
+            "{:<16}  {:<20}  {:<10}  {:<20}  {:<9}  {}",
+            s.id,
+            rfc3339(s.started_at),
+            s.user,
+            format!("{}@{}", s.login, s.target),
+            s.ended_how,
+            s.grant_id.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn reindex(config: &Config) -> Result<ExitCode> {
+    let store = open(config).await?;
+    let n = refresh_index(config, store.as_ref(), true).await?;
+    println!("indexed {n} sessions from {}", store.describe());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn load(store: &dyn Store, id: &str) -> Result<Recording> {
+    let rec = recorder::read::load(store, id).await.map_err(|e| anyhow!("{e}"))?;
+    if rec.manifest.is_none() && rec.events.is_empty() {
+        bail!("no recording {id} in {}", store.describe());
+    }
+    Ok(rec)
+}
+
+fn verifying_key(config: &Config) -> Result<ed25519_dalek::VerifyingKey> {
+    crate::recording::verifying_key(&config.server.recording_key)
+}
+
+pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
+    let store = open(config).await?;
+    let rec = load(store.as_ref(), id).await?;
+    let report = recorder::verify::verify(store.as_ref(), id, &verifying_key(config)?)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut out = String::new();
+    match &rec.manifest {
+        Some(m) => {
+            let i = &m.info;
+            let _ = writeln!(out, "session:   {}", rec.session);
+            let _ = writeln!(out, "user:      {} (groups: {})", i.user, i.groups.join(", "));
+            let _ = writeln!(out, "from:      {}   factors: {}", i.client, i.factors.join("+"));
+            let _ = writeln!(out, "target:    {}@{}", i.login, i.target);
+            let _ = writeln!(out, "started:   {}", i.started);
+            let how = serde_json::to_value(m.ended_how)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let _ = writeln!(out, "ended:     {} ({how})", m.ended);
+            if let Some(g) = &m.gap {
+                let _ = writeln!(out, "gap:       {}", serde_json::to_string(g).unwrap_or_default());
+            }
+            if let Some(bg) = &i.break_glass {
+                let _ = writeln!(
+                    out,
+                    "break-glass: grant {} ticket {} reason {:?}",
+                    bg.grant,
+                    bg.ticket.as_deref().unwrap_or("-"),
+                    bg.reason
+                );
+            }
+            let _ = writeln!(
+                out,
+                "keystrokes: {}",
+                if i.record_input { "recorded" } else { "not recorded" }
+            );
+            let _ = writeln!(out, "store:     {}   chunks: {}", store.describe(), m.chunks.len());
+            let _ = writeln!(out, "channels:");
+            for c in &m.channels {
+                let _ = writeln!(out, "  {}", serde_json::to_string(c).unwrap_or_default());
+            }
+        }
+        None => {
+            let _ = writeln!(out, "session:   {} (no manifest yet: running, or cut)", rec.session);
+        }
+    }
+    let mut ops = String::new();
+    for e in &rec.events {
+        let line = match &e.kind {
+            EventKind::Exec { command } => format!("exec {command}"),
+            EventKind::Subsystem { name } => format!("subsystem {name}"),
+            EventKind::File(f) => format!(
+                "file {} {}{}{}{}",
+                f.op,
+                f.path,
+                f.to.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default(),
+                f.bytes.map(|b| format!(" {b} bytes")).unwrap_or_default(),
+                match f.dir {
+                    Some(FileDir::Up) => " (upload)",
+                    Some(FileDir::Down) => " (download)",
+                    None => "",
+                }
+            ),
+            EventKind::Fwd {
+                host,
+                port,
+                bytes_in,
+                bytes_out,
+            } => format!("forward {host}:{port} in {bytes_in} out {bytes_out} bytes"),
+            EventKind::Refused { request, reason } => format!("refused {request}: {reason}"),
+            _ => continue,
+        };
+        let _ = writeln!(ops, "  +{:>8.3}s ch{} {line}", e.t, e.ch);
+    }
+    if !ops.is_empty() {
+        let _ = writeln!(out, "events:\n{ops}");
+    }
+    let _ = writeln!(out, "verification: {}", if report.ok() { "OK" } else { "FAILED" });
+    let _ = write!(out, "{report}");
+    println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(config: &Config, id: Option<&str>) -> Result<ExitCode> {
+    let store = open(config).await?;
+    let key = verifying_key(config)?;
+    let ids = match id {
+        Some(id) => vec![id.to_string()],
+        None => recorder::read::list_sessions(store.as_ref())
+            .await
+            .map_err(|e| anyhow!("{e}"))?,
+    };
+    let mut failed = 0;
+    for id in &ids {
+        let report = recorder::verify::verify(store.as_ref(), id, &key)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        if report.ok() {
+            println!("{id}: OK");
+        } else {
+            failed += 1;
+            println!("{id}: FAILED");
+        }
+        for line in report.to_string().lines() {
+            println!("  {line}");
+        }
+    }
+    if ids.len() > 1 {
+        println!("{} sessions, {failed} failed", ids.len());
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub async fn export(config: &Config, id: &str, out: &std::path::Path, channel: Option<u32>) -> Result<ExitCode> {
+    let store = open(config).await?;
+    let rec = load(store.as_ref(), id).await?;
+    let cast = recorder::cast::export(&rec, channel);
+    std::fs::write(out, cast).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn replay(
+    config: &Config,
+    id: &str,
+    channel: Option<u32>,
+    opts: recorder::replay::ReplayOptions,
+) -> Result<ExitCode> {
+    let store = open(config).await?;
+    let rec = load(store.as_ref(), id).await?;
+    let cast = recorder::cast::export(&rec, channel);
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    recorder::replay::replay_to(&cast, &opts, &mut lock, std::thread::sleep)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn search(config: &Config, query: &str, filter: &Filter, case_insensitive: bool) -> Result<ExitCode> {
+    let store = open(config).await?;
+    refresh_index(config, store.as_ref(), false).await?;
+    let state = crate::server::open_state(config)?;
+    let sessions: Vec<IndexedSession> = state
+        .indexed_sessions(filter.since_unix())?
+        .into_iter()
+        .filter(|s| filter.keeps(s))
+        .collect();
+    let mut hits = 0;
+    for s in &sessions {
+        let rec = recorder::read::load(store.as_ref(), &s.id)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        let mut channels: Vec<u32> = rec.events.iter().map(|e| e.ch).collect();
+        channels.sort();
+        channels.dedup();
+        for ch in channels {
+            let cast = recorder::cast::export(&rec, Some(ch));
+            let found = recorder::search::search(
+                &cast,
+                query,
+                recorder::search::SearchOptions {
+                    case_insensitive,
+                    context_lines: 1,
+                },
+            )?;
+            for h in found {
+                hits += 1;
+                let source = match h.source {
+                    recorder::search::Source::Screen => "screen",
+                    recorder::search::Source::Input => "input",
+                };
+                println!(
+                    "{}  {}@{}  {}  +{:.1}s  [{source}]  {}",
+                    s.id,
+                    s.user,
+                    s.target,
+                    rfc3339(s.started_at),
+                    h.time,
+                    h.line.trim_end()
+                );
+                for c in h.context {
+                    println!("      | {}", c.trim_end());
+                }
+            }
+        }
+    }
+    if hits == 0 {
+        println!("No match for {query:?} in {} sessions.", sessions.len());
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

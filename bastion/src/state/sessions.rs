@@ -1,0 +1,83 @@
+//! The session index: one row per recorded session, filled from the
+//! recording store's manifests so `bastion sessions list` needs no scan of
+//! the store. It is a cache: `bastion sessions reindex` rebuilds it.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{StateStore, all, exec, sql};
+
+/// One indexed session.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IndexedSession {
+    pub id: String,
+    pub user: String,
+    pub target: String,
+    pub login: String,
+    pub client: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// `closed`, `crashed`, `shutdown`, `failed`, or `running` (no manifest yet).
+    pub ended_how: String,
+    pub grant_id: Option<String>,
+    pub record_input: bool,
+    pub channels: i64,
+}
+
+impl StateStore {
+    pub fn index_session(&self, s: &IndexedSession) -> Result<()> {
+        let conn = self.conn();
+        exec(
+            &conn,
+            sql::SESSION_INDEX_UPDATE,
+            &[&s.id, &s.ended_at, &s.ended_how, &s.channels],
+        )?;
+        exec(
+            &conn,
+            sql::SESSION_INDEX_INSERT,
+            &[
+                &s.id,
+                &s.user,
+                &s.target,
+                &s.login,
+                &s.client,
+                &s.started_at,
+                &s.ended_at,
+                &s.ended_how,
+                &s.grant_id,
+                &(s.record_input as i64),
+                &s.channels,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Ids already indexed.
+    pub fn indexed_ids(&self) -> Result<Vec<String>> {
+        Ok(all(&self.conn(), sql::SESSION_INDEX_IDS, &[], |r| r.get(0))?)
+    }
+
+    /// Sessions started at or after `since`, newest first.
+    pub fn indexed_sessions(&self, since: i64) -> Result<Vec<IndexedSession>> {
+        Ok(all(&self.conn(), sql::SESSION_INDEX_SINCE, &[&since], |r| {
+            Ok(IndexedSession {
+                id: r.get(0)?,
+                user: r.get(1)?,
+                target: r.get(2)?,
+                login: r.get(3)?,
+                client: r.get(4)?,
+                started_at: r.get(5)?,
+                ended_at: r.get(6)?,
+                ended_how: r.get(7)?,
+                grant_id: r.get(8)?,
+                record_input: r.get::<_, i64>(9)? != 0,
+                channels: r.get(10)?,
+            })
+        })?)
+    }
+
+    pub fn clear_session_index(&self) -> Result<()> {
+        exec(&self.conn(), sql::SESSION_INDEX_CLEAR, &[])?;
+        Ok(())
+    }
+}

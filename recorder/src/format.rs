@@ -1,0 +1,429 @@
+//! The stored format of a recording: object keys, the chunk header that
+//! chains chunks by SHA-256, the event lines, and the incremental UTF-8
+//! splitter that keeps terminal bytes lossless.
+//!
+//! A session is a chain of chunks `<session>/chunk-<seq:06>.jsonl` plus one
+//! `<session>/manifest.json`. A chunk is JSON lines: a header
+//! `{"session":…,"seq":N,"prev":"<sha256 of the previous chunk>"}` then one
+//! event per line `{"t":secs,"ch":N,"e":KIND,…}`. Everything here is pure:
+//! the sink, the reader and the verifier share these definitions so that
+//! what is written is exactly what is checked.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first chunk: there is nothing before it.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The key of chunk `seq` of `session`.
+pub fn chunk_key(session: &str, seq: u64) -> String {
+    format!("{session}/{}", chunk_file_name(seq))
+}
+
+/// The file name of chunk `seq` (the last part of its key; also its spool name).
+pub fn chunk_file_name(seq: u64) -> String {
+    format!("chunk-{seq:06}.jsonl")
+}
+
+/// The key of a session's manifest.
+pub fn manifest_key(session: &str) -> String {
+    format!("{session}/manifest.json")
+}
+
+/// The sequence number in a chunk file name (`chunk-000012.jsonl` → 12).
+pub fn parse_chunk_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("chunk-")?.strip_suffix(".jsonl")?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Session ids become the first part of every key, so only plain names are
+/// accepted: a `/` or `..` in an id would let one session write into another's
+/// place in the store.
+pub fn valid_session_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha256(bytes))
+}
+
+/// The first line of every chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkHeader {
+    pub session: String,
+    pub seq: u64,
+    /// Hex SHA-256 of the previous chunk's bytes, or [`ZERO_HASH`].
+    pub prev: String,
+}
+
+/// Which way an end-of-file went (`in`: client → node, `out`: node → client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    In,
+    Out,
+}
+
+/// Which way a file travelled: `up` from the engineer to the node, `down` back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileDir {
+    Up,
+    Down,
+}
+
+/// A file operation seen in an sftp, scp or rsync stream (never its contents).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOp {
+    /// `read`, `write`, `remove`, `rename`, `mkdir`, `rmdir`, `setstat`.
+    pub op: String,
+    pub path: String,
+    /// The new name of a `rename`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<FileDir>,
+    /// The server's answer where the protocol gives one (sftp STATUS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What happened, tagged by `"e"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "e")]
+pub enum EventKind {
+    /// Output text (stdout, or stderr with `err`). `d` is UTF-8 text; bytes
+    /// that are not UTF-8 at all go as `b64` instead.
+    #[serde(rename = "o")]
+    Output {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        d: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b64: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        err: bool,
+    },
+    /// Input text, kept only when the session's policy says `record_input`.
+    #[serde(rename = "i")]
+    Input {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        d: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b64: Option<String>,
+    },
+    /// Window change, `d` = `COLSxROWS`.
+    #[serde(rename = "r")]
+    Resize { d: String },
+    /// A free-text marker (e.g. a parser that lost its stream).
+    #[serde(rename = "m")]
+    Marker { d: String },
+    /// A channel opened: `session`, `direct-tcpip` or `forwarded-tcpip`.
+    #[serde(rename = "open")]
+    Open {
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u32>,
+    },
+    #[serde(rename = "pty")]
+    Pty { term: String, cols: u32, rows: u32 },
+    #[serde(rename = "env")]
+    Env { name: String, value: String },
+    #[serde(rename = "shell")]
+    Shell {},
+    #[serde(rename = "exec")]
+    Exec { command: String },
+    #[serde(rename = "subsystem")]
+    Subsystem { name: String },
+    #[serde(rename = "signal")]
+    Signal { name: String },
+    #[serde(rename = "exit")]
+    Exit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        core: bool,
+    },
+    #[serde(rename = "eof")]
+    Eof { dir: Flow },
+    /// The channel closed; byte totals each way (`in`: client → node).
+    #[serde(rename = "close")]
+    Close { bytes_in: u64, bytes_out: u64 },
+    #[serde(rename = "refused")]
+    Refused { request: String, reason: String },
+    #[serde(rename = "file")]
+    File(FileOp),
+    /// A port forward's destination and byte totals, written when it closes.
+    #[serde(rename = "fwd")]
+    Fwd {
+        host: String,
+        port: u32,
+        bytes_in: u64,
+        bytes_out: u64,
+    },
+    /// A kind this version does not know (written by a newer recorder).
+    #[serde(other)]
+    Unknown,
+}
+
+/// One event line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the session started.
+    pub t: f64,
+    pub ch: u32,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The line as stored, with its newline.
+    pub fn to_line(&self) -> Vec<u8> {
+        // Serialising plain strings and numbers cannot fail.
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Rounds a duration to microseconds, as stored in `t`.
+pub fn secs(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+/// A chunk read back.
+#[derive(Debug, Clone)]
+pub struct ParsedChunk {
+    pub header: ChunkHeader,
+    pub events: Vec<Event>,
+    /// Lines that are not valid events: `(line number from 1, error)`.
+    pub bad_lines: Vec<(usize, String)>,
+    /// The bytes did not end with a newline: the last line was cut.
+    pub torn_tail: bool,
+}
+
+/// Parses a chunk. Fails only when the header is unreadable; bad event lines
+/// are reported in [`ParsedChunk::bad_lines`] so a reader can show the rest.
+pub fn parse_chunk(bytes: &[u8]) -> Result<ParsedChunk, String> {
+    let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let mut lines = bytes.split(|b| *b == b'\n');
+    let first = lines.next().unwrap_or_default();
+    let header: ChunkHeader =
+        serde_json::from_slice(first).map_err(|e| format!("the chunk header is not readable: {e}"))?;
+    let mut events = Vec::new();
+    let mut bad_lines = Vec::new();
+    for (i, line) in lines.enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Event>(line) {
+            Ok(e) => events.push(e),
+            Err(e) => bad_lines.push((i + 2, e.to_string())),
+        }
+    }
+    Ok(ParsedChunk {
+        header,
+        events,
+        bad_lines,
+        torn_tail,
+    })
+}
+
+/// A piece of a byte stream: text, or bytes that are not UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// Splits a byte stream into UTF-8 text and non-UTF-8 bytes without losing
+/// any: a character cut between two SSH packets is carried to the next push
+/// instead of being stored as two broken halves.
+#[derive(Debug, Default, Clone)]
+pub struct Utf8Carry {
+    tail: Vec<u8>,
+}
+
+impl Utf8Carry {
+    /// The pieces complete so far; an incomplete character at the end waits.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Piece> {
+        let joined;
+        let mut rest: &[u8] = if self.tail.is_empty() {
+            bytes
+        } else {
+            let mut t = std::mem::take(&mut self.tail);
+            t.extend_from_slice(bytes);
+            joined = t;
+            &joined
+        };
+        let mut out: Vec<Piece> = Vec::new();
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    push_text(&mut out, s);
+                    break;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    // SAFETY-free: from_utf8 said these bytes are valid.
+                    push_text(&mut out, std::str::from_utf8(&rest[..valid]).unwrap_or_default());
+                    match e.error_len() {
+                        None => {
+                            self.tail = rest[valid..].to_vec();
+                            break;
+                        }
+                        Some(n) => {
+                            push_bytes(&mut out, &rest[valid..valid + n]);
+                            rest = &rest[valid + n..];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// At end of stream: a character that never completed, as bytes.
+    pub fn finish(&mut self) -> Option<Piece> {
+        if self.tail.is_empty() {
+            None
+        } else {
+            Some(Piece::Bytes(std::mem::take(&mut self.tail)))
+        }
+    }
+}
+
+fn push_text(out: &mut Vec<Piece>, s: &str) {
+    if s.is_empty() {
+        return;
+    }
+    if let Some(Piece::Text(t)) = out.last_mut() {
+        t.push_str(s);
+    } else {
+        out.push(Piece::Text(s.to_owned()));
+    }
+}
+
+fn push_bytes(out: &mut Vec<Piece>, b: &[u8]) {
+    if let Some(Piece::Bytes(v)) = out.last_mut() {
+        v.extend_from_slice(b);
+    } else {
+        out.push(Piece::Bytes(b.to_vec()));
+    }
+}
+
+/// The `(d, b64)` pair of a piece.
+pub fn piece_fields(piece: Piece) -> (Option<String>, Option<String>) {
+    use base64::Engine;
+    match piece {
+        Piece::Text(t) => (Some(t), None),
+        Piece::Bytes(b) => (None, Some(base64::engine::general_purpose::STANDARD.encode(b))),
+    }
+}
+
+/// The bytes an `o`/`i` event stands for (text and `b64` joined back).
+pub fn event_bytes(d: &Option<String>, b64: &Option<String>) -> Vec<u8> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    if let Some(d) = d {
+        out.extend_from_slice(d.as_bytes());
+    }
+    if let Some(b) = b64 {
+        out.extend(base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(pieces: &[Piece]) -> Vec<u8> {
+        pieces
+            .iter()
+            .flat_map(|p| match p {
+                Piece::Text(t) => t.as_bytes().to_vec(),
+                Piece::Bytes(b) => b.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_character_split_between_pushes_is_carried_whole() {
+        let s = "héllo €";
+        let bytes = s.as_bytes();
+        let mut c = Utf8Carry::default();
+        // Cut inside the 3-byte euro sign.
+        let cut = bytes.len() - 2;
+        let a = c.push(&bytes[..cut]);
+        let b = c.push(&bytes[cut..]);
+        assert_eq!(a, vec![Piece::Text("héllo ".into())]);
+        assert_eq!(b, vec![Piece::Text("€".into())]);
+        assert_eq!(c.finish(), None);
+    }
+
+    #[test]
+    fn invalid_bytes_are_kept_as_bytes_in_order() {
+        let input = b"ok\xff\xfe then \xe2\x82";
+        let mut c = Utf8Carry::default();
+        let mut pieces = c.push(input);
+        assert_eq!(pieces[0], Piece::Text("ok".into()));
+        assert_eq!(pieces[1], Piece::Bytes(vec![0xff, 0xfe]));
+        assert_eq!(pieces[2], Piece::Text(" then ".into()));
+        pieces.extend(c.finish());
+        assert_eq!(join(&pieces), input.to_vec());
+    }
+
+    #[test]
+    fn events_round_trip_through_their_line() {
+        let e = Event {
+            t: 1.5,
+            ch: 2,
+            kind: EventKind::File(FileOp {
+                op: "write".into(),
+                path: "/tmp/x".into(),
+                to: None,
+                bytes: Some(10),
+                dir: Some(FileDir::Up),
+                ok: None,
+            }),
+        };
+        let line = e.to_line();
+        assert!(
+            line.starts_with(br#"{"t":1.5,"ch":2,"e":"file","op":"write""#),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+        let back: Event = serde_json::from_slice(&line[..line.len() - 1]).unwrap();
+        assert_eq!(back, e);
+        let unknown: Event = serde_json::from_str(r#"{"t":1,"ch":0,"e":"future","x":1}"#).unwrap();
+        assert_eq!(unknown.kind, EventKind::Unknown);
+    }
+
+    #[test]
+    fn chunk_names_parse_back() {
+        assert_eq!(chunk_key("ab12", 3), "ab12/chunk-000003.jsonl");
+        assert_eq!(parse_chunk_file_name("chunk-000003.jsonl"), Some(3));
+        assert_eq!(parse_chunk_file_name("chunk-3.jsonl"), None);
+        assert!(!valid_session_id("../x"));
+        assert!(valid_session_id("0123abcd"));
+    }
+}

@@ -1,0 +1,885 @@
+//! The recording pipeline: [`RecordingSink`] turns the tap's channel events
+//! into chunk lines in the spool, seals chunks by size or time, uploads them
+//! to the write-once [`Store`] while the session runs, and ends each session
+//! with a signed manifest. At start-up it recovers sessions a crash cut.
+//!
+//! Recording fails closed: a session whose spool cannot be written loses its
+//! queue (the relays' next `record` fails and the channel closes), and no new
+//! session starts while the spool is over its bound. Nothing in the spool is
+//! deleted before the store confirmed it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use ed25519_dalek::SigningKey;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::format::{self, Event, EventKind, Flow, Utf8Carry};
+use crate::manifest::{self, ChannelSummary, ChunkEntry, EndedHow, Gap, Manifest, SessionInfo};
+use crate::sftp::{self, ScpParser, SftpParser, Transfer};
+use crate::spool::{self, ChunkWriter};
+use crate::store::{Store, StoreError};
+use crate::tap::{ChannelEvent, ChannelKind, Direction, Record, RecordError, SessionMeta, SessionTap, Sink};
+
+/// How the recorder is set up.
+#[derive(Clone)]
+pub struct RecorderConfig {
+    /// Local spool directory (created if missing).
+    pub spool_dir: PathBuf,
+    /// Seal a chunk once it holds this many bytes.
+    pub chunk_bytes: u64,
+    /// Seal a chunk this long after its first event.
+    pub chunk_interval: Duration,
+    /// Past this much spooled data no new session starts.
+    pub spool_limit_bytes: u64,
+    /// The bastion's recording key (signs manifests).
+    pub signing_key: SigningKey,
+    /// Names this bastion in manifests.
+    pub bastion_id: String,
+    /// First wait after a failed upload; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+impl RecorderConfig {
+    /// The design's defaults: 256 KiB or 1 s chunks, a 1 GiB spool bound,
+    /// retries from 0.5 s to 30 s.
+    pub fn new(spool_dir: impl Into<PathBuf>, signing_key: SigningKey, bastion_id: impl Into<String>) -> Self {
+        RecorderConfig {
+            spool_dir: spool_dir.into(),
+            chunk_bytes: 256 * 1024,
+            chunk_interval: Duration::from_secs(1),
+            spool_limit_bytes: 1 << 30,
+            signing_key,
+            bastion_id: bastion_id.into(),
+            retry_initial: Duration::from_millis(500),
+            retry_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the recorder cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("the recording spool {path}: {message}")]
+pub struct SpoolError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// What start-up recovery found and did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Sessions a crash cut; each now has a `crashed` manifest.
+    pub recovered: Vec<RecoveredSession>,
+    /// Sealed chunks and manifests waiting for the uploader.
+    pub pending_uploads: u64,
+    /// Sessions that could not be recovered (left in the spool untouched).
+    pub errors: Vec<String>,
+}
+
+/// One session recovered after a crash.
+#[derive(Debug, Clone)]
+pub struct RecoveredSession {
+    pub session: String,
+    pub gap: Gap,
+    pub chunks: usize,
+    /// Event lines kept from the chunk that was open at the crash.
+    pub kept_lines: usize,
+    /// Bytes of a torn last line that were dropped.
+    pub dropped_bytes: u64,
+}
+
+/// The spool and uploader as `/readyz` sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolStatus {
+    pub bytes: u64,
+    /// Sealed chunks and manifests not yet confirmed by the store.
+    pub sealed_pending: u64,
+    pub sessions_open: u64,
+    pub last_upload_error: Option<String>,
+    /// The last session whose spool could not be written (it was closed).
+    pub last_spool_error: Option<String>,
+}
+
+/// The sink the proxy records through.
+pub struct RecordingSink {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: RecorderConfig,
+    store: Arc<dyn Store>,
+    key_id: String,
+    // Signed: the uploader may confirm a chunk a moment before its sealer
+    // counts it; the pair always balances, and reads clamp at zero.
+    bytes: AtomicI64,
+    pending: AtomicI64,
+    open: AtomicU64,
+    last_upload_error: Mutex<Option<String>>,
+    last_spool_error: Mutex<Option<String>>,
+    /// Wakes the uploader when something was sealed.
+    sealed: Notify,
+    /// Wakes `drained` when a session ends.
+    ended: Notify,
+    shutdown: watch::Sender<bool>,
+}
+
+impl RecordingSink {
+    /// Opens the spool and recovers what a crash left in it: every session
+    /// without a manifest is sealed and gets a signed `crashed` manifest with
+    /// its gap. Uploads start with [`RecordingSink::spawn_uploader`].
+    pub fn open(
+        config: RecorderConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<(Arc<RecordingSink>, RecoveryReport), SpoolError> {
+        let root = config.spool_dir.clone();
+        let err = |message: String| SpoolError {
+            path: root.clone(),
+            message,
+        };
+        std::fs::create_dir_all(&root).map_err(|e| err(format!("cannot create it: {e}")))?;
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            key_id: manifest::key_id(&config.signing_key.verifying_key()),
+            config,
+            store,
+            bytes: AtomicI64::new(0),
+            pending: AtomicI64::new(0),
+            open: AtomicU64::new(0),
+            last_upload_error: Mutex::new(None),
+            last_spool_error: Mutex::new(None),
+            sealed: Notify::new(),
+            ended: Notify::new(),
+            shutdown,
+        });
+        let mut report = RecoveryReport::default();
+        let entries = std::fs::read_dir(&root).map_err(|e| err(format!("cannot read it: {e}")))?;
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            if dir.join(spool::MANIFEST).exists() {
+                continue;
+            }
+            match recover_one(&shared, &dir, now) {
+                Ok(r) => report.recovered.push(r),
+                Err(e) => report.errors.push(format!("{}: {e}", dir.display())),
+            }
+        }
+        report.pending_uploads = count_pending(&root);
+        shared.pending.store(report.pending_uploads as i64, Ordering::Relaxed);
+        shared.bytes.store(spool::spool_bytes(&root) as i64, Ordering::Relaxed);
+        Ok((Arc::new(RecordingSink { shared }), report))
+    }
+
+    /// The uploader: puts sealed chunks, then manifests, to the store and
+    /// deletes the spool copies once confirmed. While the store is down it
+    /// retries with back-off and deletes nothing. Ends when `stop` turns true
+    /// (or its sender goes).
+    pub fn spawn_uploader(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut delay = shared.config.retry_initial;
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                let wait = match shared.upload_pass().await {
+                    Ok(()) => {
+                        delay = shared.config.retry_initial;
+                        // A periodic rescan also picks up work nobody notified.
+                        shared.config.retry_max
+                    }
+                    Err(()) => {
+                        let d = delay;
+                        delay = (delay * 2).min(shared.config.retry_max);
+                        d
+                    }
+                };
+                tokio::select! {
+                    _ = shared.sealed.notified(), if delay == shared.config.retry_initial => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                }
+            }
+        })
+    }
+
+    /// For `/readyz`.
+    pub fn status(&self) -> SpoolStatus {
+        SpoolStatus {
+            bytes: self.shared.bytes.load(Ordering::Relaxed).max(0) as u64,
+            sealed_pending: self.shared.pending.load(Ordering::Relaxed).max(0) as u64,
+            sessions_open: self.shared.open.load(Ordering::Relaxed),
+            last_upload_error: lock(&self.shared.last_upload_error).clone(),
+            last_spool_error: lock(&self.shared.last_spool_error).clone(),
+        }
+    }
+
+    /// Ends every running session now (their manifests say `shutdown`);
+    /// their relays' next `record` fails. New sessions are refused after this.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Waits until no session is being recorded.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.shared.ended.notified();
+            if self.shared.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The store recordings go to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+}
+
+impl Sink for RecordingSink {
+    fn start(&self, meta: &SessionMeta) -> Result<SessionTap, RecordError> {
+        let shared = &self.shared;
+        if *shared.shutdown.borrow() {
+            return Err(RecordError("the recorder is shutting down".into()));
+        }
+        if !format::valid_session_id(&meta.session_id) {
+            return Err(RecordError(format!("{:?} is not a valid session id", meta.session_id)));
+        }
+        let used = shared.bytes.load(Ordering::Relaxed).max(0) as u64;
+        let limit = shared.config.spool_limit_bytes;
+        if used > limit {
+            return Err(RecordError(format!(
+                "the recording spool is full ({} MiB of {}): new sessions are refused until the store catches up",
+                used >> 20,
+                limit >> 20
+            )));
+        }
+        let dir = shared.config.spool_dir.join(&meta.session_id);
+        let info = SessionInfo::from_meta(meta);
+        let fail = |what: &str, e: std::io::Error| RecordError(format!("cannot {what} {}: {e}", dir.display()));
+        std::fs::create_dir(&dir).map_err(|e| fail("create the spool directory", e))?;
+        let meta_json = serde_json::to_vec(&info).map_err(|e| RecordError(e.to_string()))?;
+        spool::write_new_synced(&dir.join(spool::META), &meta_json)
+            .map_err(|e| fail("write the session header in", e))?;
+        shared.bytes.fetch_add(meta_json.len() as i64, Ordering::Relaxed);
+        let (tap, rx) = SessionTap::new();
+        shared.open.fetch_add(1, Ordering::AcqRel);
+        let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into());
+        tokio::spawn(run_session(shared.clone(), writer, info, rx));
+        Ok(tap)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn recover_one(shared: &Shared, dir: &Path, now: SystemTime) -> std::io::Result<RecoveredSession> {
+    let cut = spool::recover_cut(dir)?;
+    let gap = Gap {
+        from: manifest::rfc3339(cut.last_event),
+        to: manifest::rfc3339(now),
+    };
+    shared.write_manifest(
+        dir,
+        cut.info.clone(),
+        EndedHow::Crashed,
+        Some(gap.clone()),
+        cut.channels,
+        cut.chunks.clone(),
+        now,
+    )?;
+    Ok(RecoveredSession {
+        session: cut.info.session,
+        gap,
+        chunks: cut.chunks.len(),
+        kept_lines: cut.kept_lines,
+        dropped_bytes: cut.dropped_bytes,
+    })
+}
+
+fn count_pending(root: &Path) -> u64 {
+    let mut n = 0;
+    for s in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let p = s.path();
+        n += spool::list_chunk_files(&p).map(|v| v.len() as u64).unwrap_or(0);
+        n += u64::from(p.join(spool::MANIFEST).exists());
+    }
+    n
+}
+
+impl Shared {
+    /// Signs and writes the manifest into the session's spool directory.
+    #[allow(clippy::too_many_arguments)]
+    fn write_manifest(
+        &self,
+        dir: &Path,
+        info: SessionInfo,
+        how: EndedHow,
+        gap: Option<Gap>,
+        channels: Vec<ChannelSummary>,
+        chunks: Vec<ChunkEntry>,
+        ended: SystemTime,
+    ) -> std::io::Result<()> {
+        let m = Manifest {
+            version: 1,
+            info,
+            ended: manifest::rfc3339(ended),
+            ended_how: how,
+            gap,
+            channels,
+            chain_head: chunks
+                .last()
+                .map(|c| c.sha256.clone())
+                .unwrap_or_else(|| format::ZERO_HASH.into()),
+            chunks,
+            bastion: self.config.bastion_id.clone(),
+            key_id: self.key_id.clone(),
+            signature: None,
+        };
+        let bytes = m.sign(&self.config.signing_key);
+        spool::write_new_synced(&dir.join(spool::MANIFEST), &bytes)?;
+        self.bytes.fetch_add(bytes.len() as i64, Ordering::Relaxed);
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.sealed.notify_one();
+        Ok(())
+    }
+
+    fn upload_error(&self, e: String) {
+        *lock(&self.last_upload_error) = Some(e);
+    }
+
+    /// Uploads everything the spool holds. `Err` when something is left to retry.
+    async fn upload_pass(&self) -> Result<(), ()> {
+        let root = &self.config.spool_dir;
+        let Ok(mut sessions) = tokio::fs::read_dir(root).await else {
+            self.upload_error(format!("cannot read the spool {}", root.display()));
+            return Err(());
+        };
+        let mut dirs = Vec::new();
+        while let Ok(Some(e)) = sessions.next_entry().await {
+            dirs.push(e.path());
+        }
+        dirs.sort();
+        let mut clean = true;
+        for dir in dirs {
+            match self.upload_session(&dir).await {
+                Ok(()) => {}
+                Err(Retry::Later) => return Err(()),
+                Err(Retry::SkipSession) => clean = false,
+            }
+        }
+        if clean {
+            *lock(&self.last_upload_error) = None;
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    async fn upload_session(&self, dir: &Path) -> Result<(), Retry> {
+        let Some(session) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            return Ok(());
+        };
+        // Whether the session has ended is read before the last listing of
+        // chunks: the manifest is written after the final seal, so chunks
+        // sealed before it are all seen by a later listing.
+        let manifest = dir.join(spool::MANIFEST);
+        let ended = tokio::fs::try_exists(&manifest).await.unwrap_or(false);
+        loop {
+            let seqs = {
+                let dir = dir.to_path_buf();
+                tokio::task::spawn_blocking(move || spool::list_chunk_files(&dir))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or_default()
+            };
+            if seqs.is_empty() {
+                break;
+            }
+            for seq in &seqs {
+                let path = dir.join(format::chunk_file_name(*seq));
+                self.upload_file(&path, &format::chunk_key(&session, *seq)).await?;
+            }
+        }
+        // The manifest goes last: a manifest in the store means its chunks are there.
+        if ended {
+            self.upload_file(&manifest, &format::manifest_key(&session)).await?;
+            // Only the spool's own bookkeeping is left; `remove_dir` (not
+            // `_all`) refuses if anything else is still there.
+            let size = spool::spool_bytes_of_dir(dir);
+            let _ = tokio::fs::remove_file(dir.join(spool::INDEX)).await;
+            let _ = tokio::fs::remove_file(dir.join(spool::META)).await;
+            match tokio::fs::remove_dir(dir).await {
+                Ok(()) => {
+                    self.bytes.fetch_sub(size as i64, Ordering::Relaxed);
+                }
+                Err(e) => self.upload_error(format!("cannot remove {}: {e}", dir.display())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts one spooled file and deletes it once the store confirmed it.
+    async fn upload_file(&self, path: &Path, key: &str) -> Result<(), Retry> {
+        let bytes = match tokio::fs::read(path).await {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                self.upload_error(format!("cannot read {}: {e}", path.display()));
+                return Err(Retry::SkipSession);
+            }
+        };
+        let sha = format::sha256(&bytes);
+        let confirmed = match self.store.put(key, bytes.clone(), sha).await {
+            Ok(()) => true,
+            // A put confirmed just before a crash, not yet deleted here: the
+            // same bytes under the key are a confirmation, anything else is
+            // reported and the spool copy kept.
+            Err(StoreError::Exists(_)) => match self.store.get(key).await {
+                Ok(stored) if format::sha256(&stored) == sha => true,
+                Ok(_) => {
+                    self.upload_error(format!(
+                        "{key} is already in the store with other content; the spool copy is kept"
+                    ));
+                    return Err(Retry::SkipSession);
+                }
+                Err(e) => {
+                    self.upload_error(format!("{key}: {e}"));
+                    return Err(Retry::Later);
+                }
+            },
+            Err(e @ StoreError::Unavailable(_)) => {
+                self.upload_error(format!("{key}: {e}"));
+                return Err(Retry::Later);
+            }
+            Err(e) => {
+                self.upload_error(format!("{key}: {e}"));
+                return Err(Retry::SkipSession);
+            }
+        };
+        if confirmed && tokio::fs::remove_file(path).await.is_ok() {
+            self.bytes.fetch_sub(bytes.len() as i64, Ordering::Relaxed);
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+enum Retry {
+    /// The store is down: stop the pass, back off.
+    Later,
+    /// This session has a problem the store will not fix by waiting; go on with the others.
+    SkipSession,
+}
+
+/// One channel's recording state.
+struct Chan {
+    forward: Option<(String, u32)>,
+    transfer: Option<TransferState>,
+    input: Utf8Carry,
+    output: Utf8Carry,
+    stderr: Utf8Carry,
+    summary: ChannelSummary,
+}
+
+enum TransferState {
+    Sftp(SftpParser),
+    Scp(ScpParser, Direction),
+    Rsync,
+}
+
+/// Turns tap records into stored events for one session.
+struct Translator {
+    record_input: bool,
+    channels: BTreeMap<u32, Chan>,
+}
+
+impl Translator {
+    fn summaries(&self) -> Vec<ChannelSummary> {
+        self.channels.values().map(|c| c.summary.clone()).collect()
+    }
+
+    fn chan(&mut self, ch: u32) -> &mut Chan {
+        self.channels.entry(ch).or_insert_with(|| Chan {
+            forward: None,
+            transfer: None,
+            input: Utf8Carry::default(),
+            output: Utf8Carry::default(),
+            stderr: Utf8Carry::default(),
+            summary: ChannelSummary {
+                index: ch,
+                kind: "session".into(),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn translate(&mut self, r: Record, out: &mut Vec<Event>) {
+        let t = format::secs(r.at);
+        let ch = r.channel;
+        let record_input = self.record_input;
+        let mut push = |kind: EventKind| out.push(Event { t, ch, kind });
+        let c = self.chan(ch);
+        match r.event {
+            ChannelEvent::Open(kind) => {
+                let (name, host, port) = match kind {
+                    ChannelKind::Session => ("session", None, None),
+                    ChannelKind::DirectTcpip { host, port } => ("direct-tcpip", Some(host), Some(port)),
+                    ChannelKind::ForwardedTcpip { address, port } => ("forwarded-tcpip", Some(address), Some(port)),
+                };
+                c.summary.kind = name.into();
+                if let (Some(h), Some(p)) = (&host, port) {
+                    c.forward = Some((h.clone(), p));
+                    c.summary.destination = Some(format!("{h}:{p}"));
+                }
+                push(EventKind::Open {
+                    kind: name.into(),
+                    host,
+                    port,
+                });
+            }
+            ChannelEvent::Pty { term, cols, rows } => {
+                c.summary.pty = Some(format!("{term} {cols}x{rows}"));
+                push(EventKind::Pty { term, cols, rows });
+            }
+            ChannelEvent::Resize { cols, rows } => push(EventKind::Resize {
+                d: format!("{cols}x{rows}"),
+            }),
+            ChannelEvent::Env { name, value } => push(EventKind::Env { name, value }),
+            ChannelEvent::Shell => push(EventKind::Shell {}),
+            ChannelEvent::Exec { command } => {
+                c.transfer = sftp::classify_exec(&command).map(|t| match t {
+                    Transfer::ScpSink => TransferState::Scp(ScpParser::new(true), Direction::Input),
+                    Transfer::ScpSource => TransferState::Scp(ScpParser::new(false), Direction::Output),
+                    Transfer::Rsync => TransferState::Rsync,
+                    Transfer::Sftp => TransferState::Sftp(SftpParser::new()),
+                });
+                c.summary.command = Some(command.clone());
+                push(EventKind::Exec { command });
+            }
+            ChannelEvent::Subsystem { name } => {
+                if sftp::classify_subsystem(&name).is_some() {
+                    c.transfer = Some(TransferState::Sftp(SftpParser::new()));
+                }
+                c.summary.subsystem = Some(name.clone());
+                push(EventKind::Subsystem { name });
+            }
+            ChannelEvent::Signal { name } => push(EventKind::Signal { name }),
+            ChannelEvent::Data {
+                direction,
+                stderr,
+                bytes,
+                ..
+            } => {
+                match direction {
+                    Direction::Input => c.summary.bytes_in += bytes.len() as u64,
+                    Direction::Output => c.summary.bytes_out += bytes.len() as u64,
+                }
+                if c.forward.is_some() {
+                    // Forwarded connections: destination and byte counts only.
+                    return;
+                }
+                match (&mut c.transfer, direction, stderr) {
+                    // Messages of the transfer program itself are kept as text below.
+                    (Some(_), Direction::Output, true) => {}
+                    (Some(TransferState::Sftp(p)), Direction::Input, _) => {
+                        p.client(&bytes).into_iter().for_each(&mut push);
+                        return;
+                    }
+                    (Some(TransferState::Sftp(p)), Direction::Output, _) => {
+                        p.server(&bytes).into_iter().for_each(&mut push);
+                        return;
+                    }
+                    (Some(TransferState::Scp(p, carrying)), d, _) => {
+                        if d == *carrying {
+                            p.feed(&bytes).into_iter().for_each(&mut push);
+                        }
+                        return;
+                    }
+                    (Some(TransferState::Rsync), _, _) => return,
+                    (None, _, _) => {}
+                }
+                let (carry, input) = match (direction, stderr) {
+                    (Direction::Input, _) if !record_input => return,
+                    (Direction::Input, _) => (&mut c.input, true),
+                    (Direction::Output, false) => (&mut c.output, false),
+                    (Direction::Output, true) => (&mut c.stderr, false),
+                };
+                for piece in carry.push(&bytes) {
+                    push(data_event(piece, input, stderr));
+                }
+            }
+            ChannelEvent::Eof { direction } => {
+                let carries: Vec<(&mut Utf8Carry, bool, bool)> = match direction {
+                    Direction::Input => vec![(&mut c.input, true, false)],
+                    Direction::Output => vec![(&mut c.output, false, false), (&mut c.stderr, false, true)],
+                };
+                for (carry, input, err) in carries {
+                    if let Some(piece) = carry.finish() {
+                        push(data_event(piece, input, err));
+                    }
+                }
+                push(EventKind::Eof {
+                    dir: match direction {
+                        Direction::Input => Flow::In,
+                        Direction::Output => Flow::Out,
+                    },
+                });
+            }
+            ChannelEvent::ExitStatus { status } => {
+                c.summary.exit_status = Some(status);
+                push(EventKind::Exit {
+                    status: Some(status),
+                    signal: None,
+                    core: false,
+                });
+            }
+            ChannelEvent::ExitSignal { signal, core_dumped } => {
+                c.summary.exit_signal = Some(signal.clone());
+                push(EventKind::Exit {
+                    status: None,
+                    signal: Some(signal),
+                    core: core_dumped,
+                });
+            }
+            ChannelEvent::Refused { request, reason } => push(EventKind::Refused { request, reason }),
+            ChannelEvent::Close => {
+                if c.summary.closed {
+                    return;
+                }
+                for (carry, input, err) in [
+                    (&mut c.input, true, false),
+                    (&mut c.output, false, false),
+                    (&mut c.stderr, false, true),
+                ] {
+                    if let Some(piece) = carry.finish() {
+                        push(data_event(piece, input, err));
+                    }
+                }
+                match &mut c.transfer {
+                    Some(TransferState::Sftp(p)) => p.finish().into_iter().for_each(&mut push),
+                    Some(TransferState::Scp(p, _)) => p.finish().into_iter().for_each(&mut push),
+                    _ => {}
+                }
+                if let Some((host, port)) = c.forward.clone() {
+                    push(EventKind::Fwd {
+                        host,
+                        port,
+                        bytes_in: c.summary.bytes_in,
+                        bytes_out: c.summary.bytes_out,
+                    });
+                }
+                c.summary.closed = true;
+                push(EventKind::Close {
+                    bytes_in: c.summary.bytes_in,
+                    bytes_out: c.summary.bytes_out,
+                });
+            }
+        }
+    }
+
+    /// At the end of a session that did not close all its channels: what the
+    /// carries and parsers still hold.
+    fn flush_all(&mut self, t: f64, out: &mut Vec<Event>) {
+        let open: Vec<u32> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| !c.summary.closed)
+            .map(|(k, _)| *k)
+            .collect();
+        for ch in open {
+            let c = self.chan(ch);
+            let mut kinds = Vec::new();
+            for (carry, input, err) in [
+                (&mut c.input, true, false),
+                (&mut c.output, false, false),
+                (&mut c.stderr, false, true),
+            ] {
+                if let Some(piece) = carry.finish() {
+                    kinds.push(data_event(piece, input, err));
+                }
+            }
+            match &mut c.transfer {
+                Some(TransferState::Sftp(p)) => kinds.extend(p.finish()),
+                Some(TransferState::Scp(p, _)) => kinds.extend(p.finish()),
+                _ => {}
+            }
+            out.extend(kinds.into_iter().map(|kind| Event { t, ch, kind }));
+        }
+    }
+}
+
+fn data_event(piece: format::Piece, input: bool, err: bool) -> EventKind {
+    let (d, b64) = format::piece_fields(piece);
+    if input {
+        EventKind::Input { d, b64 }
+    } else {
+        EventKind::Output { d, b64, err }
+    }
+}
+
+/// Seals the open chunk on a blocking thread (fsync can take a while).
+async fn seal(
+    mut writer: ChunkWriter,
+    channels: Vec<ChannelSummary>,
+) -> (ChunkWriter, std::io::Result<Option<(ChunkEntry, u64)>>) {
+    match tokio::task::spawn_blocking(move || {
+        let r = writer.seal(channels);
+        (writer, r)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// One session: records until every tap is gone (closed), the recorder
+/// shuts down, or the spool fails; then seals and writes the manifest.
+async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: SessionInfo, mut rx: mpsc::Receiver<Record>) {
+    let mut tr = Translator {
+        record_input: info.record_input,
+        channels: BTreeMap::new(),
+    };
+    let mut chunks: Vec<ChunkEntry> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut events = Vec::new();
+    let mut last_t = 0.0;
+    let mut failure: Option<String> = None;
+    let how = loop {
+        tokio::select! {
+            biased;
+            stopping = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
+                if stopping { break EndedHow::Shutdown }
+            }
+            rec = rx.recv() => {
+                let Some(rec) = rec else { break EndedHow::Closed };
+                events.clear();
+                tr.translate(rec, &mut events);
+                let mut res = Ok(());
+                for e in &events {
+                    last_t = e.t;
+                    match writer.append(e) {
+                        Ok(n) => { shared.bytes.fetch_add(n as i64, Ordering::Relaxed); }
+                        Err(e) => { res = Err(e); break; }
+                    }
+                }
+                if res.is_ok() && rx.is_empty() {
+                    res = writer.write_out();
+                }
+                if let Err(e) = res {
+                    failure = Some(format!("writing the spool failed: {e}"));
+                    break EndedHow::Failed;
+                }
+                if deadline.is_none() && writer.has_events() {
+                    deadline = Some(Instant::now() + shared.config.chunk_interval);
+                }
+                if writer.size() >= shared.config.chunk_bytes {
+                    deadline = None;
+                    let (w, r) = seal(writer, tr.summaries()).await;
+                    writer = w;
+                    if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+                        failure = Some(e);
+                        break EndedHow::Failed;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                deadline = None;
+                let (w, r) = seal(writer, tr.summaries()).await;
+                writer = w;
+                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+                    failure = Some(e);
+                    break EndedHow::Failed;
+                }
+            }
+        }
+    };
+    // From here the relays' next `record` fails: nothing is relayed unrecorded.
+    rx.close();
+    let mut end = Vec::new();
+    if failure.is_none() {
+        // Events already accepted may have been relayed: they are recorded too.
+        while let Some(rec) = rx.recv().await {
+            tr.translate(rec, &mut end);
+        }
+        last_t = end.last().map(|e| e.t).unwrap_or(last_t);
+    }
+    drop(rx);
+    let session = info.session.clone();
+    if let Some(f) = &failure {
+        *lock(&shared.last_spool_error) = Some(format!("session {session}: {f}"));
+    }
+    tr.flush_all(last_t, &mut end);
+    let mut result: Result<(), String> = Ok(());
+    if failure.is_none() {
+        for e in &end {
+            match writer.append(e) {
+                Ok(n) => {
+                    shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
+                }
+                Err(e) => result = Err(format!("writing the spool failed: {e}")),
+            }
+        }
+    }
+    // Even after a failure, try to close the recording properly; if the disk
+    // refuses, the session stays in the spool and start-up recovery ends it.
+    let (w, r) = seal(writer, tr.summaries()).await;
+    let dir = w.dir().to_path_buf();
+    if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+        result = Err(e);
+    }
+    if result.is_ok() {
+        let how = if failure.is_some() { EndedHow::Failed } else { how };
+        let shared2 = shared.clone();
+        let channels = tr.summaries();
+        let written = tokio::task::spawn_blocking(move || {
+            shared2.write_manifest(&dir, info, how, None, channels, chunks, SystemTime::now())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(format!("writing the manifest failed: {e}")),
+            Err(e) => result = Err(format!("writing the manifest failed: {e}")),
+        }
+    }
+    if let Err(e) = result {
+        let first = failure.map(|f| format!("{f}; then ")).unwrap_or_default();
+        *lock(&shared.last_spool_error) = Some(format!("session {session}: {first}{e}"));
+    }
+    shared.open.fetch_sub(1, Ordering::AcqRel);
+    shared.ended.notify_waiters();
+}
+
+impl Shared {
+    fn sealed_chunk(
+        &self,
+        r: std::io::Result<Option<(ChunkEntry, u64)>>,
+        chunks: &mut Vec<ChunkEntry>,
+    ) -> Result<(), String> {
+        match r {
+            Ok(Some((entry, grew))) => {
+                self.bytes.fetch_add(grew as i64, Ordering::Relaxed);
+                self.pending.fetch_add(1, Ordering::Relaxed);
+                chunks.push(entry);
+                self.sealed.notify_one();
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("sealing a chunk failed: {e}")),
+        }
+    }
+}

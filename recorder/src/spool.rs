@@ -1,0 +1,429 @@
+//! The local spool: where a session's chunks are written, made durable and
+//! sealed before the uploader hands them to the write-once store, and what
+//! start-up recovery reads back after a crash.
+//!
+//! Layout, one directory per session under the spool root:
+//!
+//! - `meta.json` — who/where/why ([`SessionInfo`]), written and fsynced at start;
+//! - `current.jsonl` — the open chunk, appended to as events arrive;
+//! - `chunk-<seq>.jsonl` — sealed (fsynced, renamed, directory fsynced), waiting for upload;
+//! - `index.jsonl` — one line per sealed chunk (its entry, the last event time
+//!   and the channel summaries then), so the manifest can list chunks that were
+//!   already uploaded and deleted from the spool;
+//! - `manifest.json` — the signed manifest, uploaded after every chunk.
+//!
+//! A file is deleted only after the store confirmed it; the directory goes
+//! when the manifest is confirmed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::format::{self, ChunkHeader, Event, EventKind};
+use crate::manifest::{ChannelSummary, ChunkEntry, SessionInfo, parse_rfc3339};
+
+pub const META: &str = "meta.json";
+pub const CURRENT: &str = "current.jsonl";
+pub const INDEX: &str = "index.jsonl";
+pub const MANIFEST: &str = "manifest.json";
+
+/// Makes a rename or a new name durable: the directory entry itself must reach the disk.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `path` (never overwriting), writes `bytes`, fsyncs file and directory.
+pub fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fsync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Appends one line to `index.jsonl` and fsyncs it.
+fn append_index(dir: &Path, entry: &IndexEntry) -> io::Result<u64> {
+    let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new().append(true).create(true).open(dir.join(INDEX))?;
+    f.write_all(&line)?;
+    f.sync_all()?;
+    Ok(line.len() as u64)
+}
+
+/// What the spool remembers about a sealed chunk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexEntry {
+    #[serde(flatten)]
+    pub chunk: ChunkEntry,
+    /// `t` of the chunk's last event.
+    pub last_t: Option<f64>,
+    /// Channel summaries as of the end of this chunk.
+    pub channels: Vec<ChannelSummary>,
+}
+
+/// Reads `index.jsonl`; a torn last line (crash while appending) is ignored.
+pub fn read_index(dir: &Path) -> io::Result<Vec<IndexEntry>> {
+    let bytes = match fs::read(dir.join(INDEX)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect())
+}
+
+/// The open chunk of one session. Appends go to the page cache as events
+/// arrive (a crash of the process loses nothing written); `seal` makes the
+/// chunk durable and hands it to the uploader.
+pub struct ChunkWriter {
+    dir: PathBuf,
+    session: String,
+    seq: u64,
+    prev: String,
+    file: Option<File>,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    size: u64,
+    events: u64,
+    last_t: Option<f64>,
+}
+
+/// Writes are batched up to this much before going to the file.
+const WRITE_BUF: usize = 64 * 1024;
+
+impl ChunkWriter {
+    /// The next chunk will be `seq`, chained to `prev`.
+    pub fn new(dir: PathBuf, session: String, seq: u64, prev: String) -> Self {
+        ChunkWriter {
+            dir,
+            session,
+            seq,
+            prev,
+            file: None,
+            buf: Vec::new(),
+            hasher: Sha256::new(),
+            size: 0,
+            events: 0,
+            last_t: None,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes in the open chunk.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether the open chunk holds events.
+    pub fn has_events(&self) -> bool {
+        self.events > 0
+    }
+
+    /// The hash of the last sealed chunk (the chain head so far).
+    pub fn prev(&self) -> &str {
+        &self.prev
+    }
+
+    /// Adds an event; returns how many bytes the spool grew by.
+    pub fn append(&mut self, event: &Event) -> io::Result<u64> {
+        let mut grew = 0;
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join(CURRENT))?;
+            self.file = Some(file);
+            let mut header = serde_json::to_vec(&ChunkHeader {
+                session: self.session.clone(),
+                seq: self.seq,
+                prev: self.prev.clone(),
+            })
+            .map_err(io::Error::other)?;
+            header.push(b'\n');
+            grew += self.push(&header);
+        }
+        let line = event.to_line();
+        grew += self.push(&line);
+        self.events += 1;
+        self.last_t = Some(event.t);
+        if self.buf.len() >= WRITE_BUF {
+            self.write_out()?;
+        }
+        Ok(grew)
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> u64 {
+        self.hasher.update(bytes);
+        self.buf.extend_from_slice(bytes);
+        self.size += bytes.len() as u64;
+        bytes.len() as u64
+    }
+
+    /// Hands buffered lines to the file (page cache; no fsync).
+    pub fn write_out(&mut self) -> io::Result<()> {
+        if let Some(f) = self.file.as_mut()
+            && !self.buf.is_empty()
+        {
+            f.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes the open chunk durable and sealed: fsync, rename to
+    /// `chunk-<seq>.jsonl`, fsync the directory, note it in the index with
+    /// `channels`. Returns the entry and the bytes the index grew by; `None`
+    /// when there was nothing to seal. Blocking: call from a blocking thread.
+    pub fn seal(&mut self, channels: Vec<ChannelSummary>) -> io::Result<Option<(ChunkEntry, u64)>> {
+        if self.file.is_none() {
+            return Ok(None);
+        }
+        self.write_out()?;
+        let file = self.file.take().unwrap_or_else(|| unreachable!("checked above"));
+        file.sync_all()?;
+        drop(file);
+        let name = format::chunk_file_name(self.seq);
+        fs::rename(self.dir.join(CURRENT), self.dir.join(&name))?;
+        fsync_dir(&self.dir)?;
+        let sha: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let entry = ChunkEntry {
+            seq: self.seq,
+            key: format::chunk_key(&self.session, self.seq),
+            size: self.size,
+            sha256: hex::encode(sha),
+        };
+        let grew = append_index(
+            &self.dir,
+            &IndexEntry {
+                chunk: entry.clone(),
+                last_t: self.last_t,
+                channels,
+            },
+        )?;
+        self.prev = entry.sha256.clone();
+        self.seq += 1;
+        self.size = 0;
+        self.events = 0;
+        Ok(Some((entry, grew)))
+    }
+}
+
+/// A session found in the spool without a manifest: the bastion stopped
+/// while it ran. Everything complete was sealed; the manifest is still to write.
+#[derive(Debug, Clone)]
+pub struct CutSession {
+    pub dir: PathBuf,
+    pub info: SessionInfo,
+    pub chunks: Vec<ChunkEntry>,
+    pub channels: Vec<ChannelSummary>,
+    /// The time of the last event that reached the disk (else the start).
+    pub last_event: SystemTime,
+    /// Event lines kept from the open chunk, and bytes of a torn line dropped.
+    pub kept_lines: usize,
+    pub dropped_bytes: u64,
+}
+
+/// Reads back a cut session: seals the complete lines of `current.jsonl`
+/// (a torn last line is dropped), indexes sealed chunks the index missed,
+/// and rebuilds the channel summaries. Blocking.
+pub fn recover_cut(dir: &Path) -> io::Result<CutSession> {
+    let info: SessionInfo = serde_json::from_slice(&fs::read(dir.join(META))?).map_err(io::Error::other)?;
+    let mut index = read_index(dir)?;
+    let mut book = ChannelBook::from_summaries(index.last().map(|e| e.channels.clone()).unwrap_or_default());
+    let mut last_t = index.iter().rev().find_map(|e| e.last_t);
+
+    // Chunks sealed (renamed) just before the crash but not yet in the index.
+    let indexed_max = index.last().map(|e| e.chunk.seq);
+    let mut unindexed: Vec<u64> = list_chunk_files(dir)?
+        .into_iter()
+        .filter(|s| indexed_max.is_none_or(|m| *s > m))
+        .collect();
+    unindexed.sort();
+    for seq in unindexed {
+        let bytes = fs::read(dir.join(format::chunk_file_name(seq)))?;
+        let parsed = format::parse_chunk(&bytes).map_err(io::Error::other)?;
+        for e in &parsed.events {
+            book.apply(e);
+            last_t = Some(e.t);
+        }
+        let entry = IndexEntry {
+            chunk: ChunkEntry {
+                seq,
+                key: format::chunk_key(&info.session, seq),
+                size: bytes.len() as u64,
+                sha256: format::sha256_hex(&bytes),
+            },
+            last_t,
+            channels: book.summaries(),
+        };
+        append_index(dir, &entry)?;
+        index.push(entry);
+    }
+
+    let mut kept_lines = 0;
+    let mut dropped_bytes = 0;
+    let current = dir.join(CURRENT);
+    if let Ok(bytes) = fs::read(&current) {
+        // Keep whole lines that parse; the first that does not (a torn
+        // write) and anything after it is dropped.
+        let mut keep = 0usize;
+        let mut events = Vec::new();
+        let mut header_ok = false;
+        for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+            if !line.ends_with(b"\n") {
+                break;
+            }
+            let body = &line[..line.len() - 1];
+            if i == 0 {
+                if serde_json::from_slice::<ChunkHeader>(body).is_err() {
+                    break;
+                }
+                header_ok = true;
+            } else {
+                match serde_json::from_slice::<Event>(body) {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
+                }
+            }
+            keep += line.len();
+        }
+        dropped_bytes = (bytes.len() - keep) as u64;
+        if header_ok && !events.is_empty() {
+            for e in &events {
+                book.apply(e);
+                last_t = Some(e.t);
+            }
+            kept_lines = events.len();
+            let f = OpenOptions::new().write(true).open(&current)?;
+            f.set_len(keep as u64)?;
+            f.sync_all()?;
+            drop(f);
+            let kept = &bytes[..keep];
+            let header: ChunkHeader =
+                serde_json::from_slice(&kept[..kept.iter().position(|b| *b == b'\n').unwrap_or(0)])
+                    .map_err(io::Error::other)?;
+            let name = format::chunk_file_name(header.seq);
+            fs::rename(&current, dir.join(&name))?;
+            fsync_dir(dir)?;
+            let entry = IndexEntry {
+                chunk: ChunkEntry {
+                    seq: header.seq,
+                    key: format::chunk_key(&info.session, header.seq),
+                    size: keep as u64,
+                    sha256: format::sha256_hex(kept),
+                },
+                last_t,
+                channels: book.summaries(),
+            };
+            append_index(dir, &entry)?;
+            index.push(entry);
+        } else {
+            // Only a header, or not even that: nothing of the session is in
+            // it, and its key was never uploaded, so it simply goes.
+            fs::remove_file(&current)?;
+            fsync_dir(dir)?;
+        }
+    }
+
+    let started = parse_rfc3339(&info.started).unwrap_or(SystemTime::UNIX_EPOCH);
+    let last_event = started + last_t.map(|t| Duration::from_secs_f64(t.max(0.0))).unwrap_or_default();
+    Ok(CutSession {
+        dir: dir.to_path_buf(),
+        info,
+        chunks: index.into_iter().map(|e| e.chunk).collect(),
+        channels: book.summaries(),
+        last_event,
+        kept_lines,
+        dropped_bytes,
+    })
+}
+
+/// Sequence numbers of the sealed chunk files in a session directory.
+pub fn list_chunk_files(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(seq) = name.to_str().and_then(format::parse_chunk_file_name) {
+            out.push(seq);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Total size of the files under `root` (one level of session directories).
+pub fn spool_bytes(root: &Path) -> u64 {
+    let Ok(sessions) = fs::read_dir(root) else { return 0 };
+    sessions.flatten().map(|s| spool_bytes_of_dir(&s.path())).sum()
+}
+
+/// Total size of the files in one session directory.
+pub fn spool_bytes_of_dir(dir: &Path) -> u64 {
+    let Ok(files) = fs::read_dir(dir) else { return 0 };
+    files.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
+}
+
+/// Channel summaries rebuilt from stored events (used by recovery, where
+/// only what reached the disk is known).
+#[derive(Debug, Default, Clone)]
+pub struct ChannelBook {
+    channels: BTreeMap<u32, ChannelSummary>,
+}
+
+impl ChannelBook {
+    pub fn from_summaries(list: Vec<ChannelSummary>) -> Self {
+        ChannelBook {
+            channels: list.into_iter().map(|c| (c.index, c)).collect(),
+        }
+    }
+
+    pub fn summaries(&self) -> Vec<ChannelSummary> {
+        self.channels.values().cloned().collect()
+    }
+
+    /// Folds one stored event into the summaries.
+    pub fn apply(&mut self, e: &Event) {
+        let c = self.channels.entry(e.ch).or_insert_with(|| ChannelSummary {
+            index: e.ch,
+            ..Default::default()
+        });
+        match &e.kind {
+            EventKind::Open { kind, host, port } => {
+                c.kind = kind.clone();
+                if let (Some(h), Some(p)) = (host, port) {
+                    c.destination = Some(format!("{h}:{p}"));
+                }
+            }
+            EventKind::Pty { term, cols, rows } => c.pty = Some(format!("{term} {cols}x{rows}")),
+            EventKind::Exec { command } => c.command = Some(command.clone()),
+            EventKind::Subsystem { name } => c.subsystem = Some(name.clone()),
+            EventKind::Exit { status, signal, .. } => {
+                c.exit_status = *status;
+                c.exit_signal = signal.clone();
+            }
+            EventKind::Output { d, b64, .. } => c.bytes_out += format::event_bytes(d, b64).len() as u64,
+            EventKind::Input { d, b64 } => c.bytes_in += format::event_bytes(d, b64).len() as u64,
+            EventKind::Close { bytes_in, bytes_out }
+            | EventKind::Fwd {
+                bytes_in, bytes_out, ..
+            } => {
+                c.bytes_in = c.bytes_in.max(*bytes_in);
+                c.bytes_out = c.bytes_out.max(*bytes_out);
+                if matches!(e.kind, EventKind::Close { .. }) {
+                    c.closed = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
