@@ -126,7 +126,10 @@ pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Re
         bail!("the note contains control or formatting characters; use plain text");
     }
     let state = crate::server::open_state(config)?;
-    let audit = AuditLog::open(&config.audit.file, false)?;
+    let mut audit = AuditLog::open(&config.audit.file, false)?;
+    if let Some(socket) = &config.audit.syslog {
+        audit = audit.with_syslog(socket);
+    }
     match state.review_grant(id, reviewer, note, now()) {
         Ok(g) => {
             audit.try_record(

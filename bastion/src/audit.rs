@@ -27,6 +27,8 @@ pub struct AuditLog {
     path: PathBuf,
     /// Also print each event on stdout (for a container's log collector).
     stdout: bool,
+    /// Also send each event to syslog through this datagram socket (`/dev/log`).
+    syslog: Option<PathBuf>,
     inner: Mutex<Tail>,
 }
 
@@ -76,8 +78,17 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             stdout,
+            syslog: None,
             inner: Mutex::new(tail),
         })
+    }
+
+    /// Also sends every event to the syslog socket at `socket` (facility
+    /// authpriv, so it lands where sshd's own records go). The file stays the
+    /// record of truth: a syslog that is down is logged, never fatal.
+    pub fn with_syslog(mut self, socket: &Path) -> AuditLog {
+        self.syslog = Some(socket.to_path_buf());
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -131,6 +142,14 @@ impl AuditLog {
         let line = result?;
         if self.stdout {
             println!("{line}");
+        }
+        if let Some(socket) = &self.syslog {
+            // <86>: facility authpriv (10) × 8 + severity info (6).
+            let message = format!("<86>bastion-audit[{}]: {line}", std::process::id());
+            let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.send_to(message.as_bytes(), socket));
+            if let Err(e) = sent {
+                error!(error = %e, socket = %socket.display(), "cannot send the audit event to syslog");
+            }
         }
         Ok(line)
     }
@@ -214,6 +233,28 @@ pub fn verify(path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_also_go_to_syslog() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("log.sock");
+        let receiver = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.jsonl"), false)
+            .unwrap()
+            .with_syslog(&socket);
+        log.try_record("breakglass.granted", json!({"user": "alice"})).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = receiver.recv(&mut buf).unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]);
+        assert!(got.starts_with("<86>bastion-audit["), "{got}");
+        assert!(
+            got.contains("\"event\":\"breakglass.granted\"") && got.contains("\"prev\":"),
+            "{got}"
+        );
+    }
 
     #[test]
     fn chain_survives_reopen_and_other_writers_and_detects_edits() {

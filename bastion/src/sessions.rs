@@ -231,7 +231,12 @@ pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
     let _ = writeln!(out, "verification: {}", if report.ok() { "OK" } else { "FAILED" });
     let _ = write!(out, "{report}");
     println!("{out}");
-    Ok(ExitCode::SUCCESS)
+    // What was shown cannot be trusted when it does not verify: say so in the status too.
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub async fn verify(config: &Config, id: Option<&str>) -> Result<ExitCode> {

@@ -1,8 +1,11 @@
 //! Session recording for the bastion.
 //!
-//! [`tap`] is the seam the proxy relays every channel through; [`event_log`]
-//! is the first sink (a JSON-lines event log per session). The write-once
-//! asciicast stores grow here behind the same [`tap::Sink`] trait.
+//! [`tap`] is the seam the proxy relays every channel through; [`sink`] is
+//! the recording sink behind it (spool, chunks, signed manifests) writing to
+//! a write-once [`store`] (local WORM directory or S3 Object Lock). The
+//! auditor side reads them back: [`read`], [`verify`], [`cast`] (asciicast
+//! export), [`replay`] and [`search`]. [`event_log`] is the first, metadata-only
+//! sink, kept for tests of the seam.
 
 pub mod cast;
 pub mod cast_parse;

@@ -48,14 +48,14 @@ pub struct RecorderConfig {
 }
 
 impl RecorderConfig {
-    /// The design's defaults: 256 KiB or 1 s chunks, a 1 GiB spool bound,
+    /// The design's defaults: 256 KiB or 1 s chunks, a 2 GiB spool bound,
     /// retries from 0.5 s to 30 s.
     pub fn new(spool_dir: impl Into<PathBuf>, signing_key: SigningKey, bastion_id: impl Into<String>) -> Self {
         RecorderConfig {
             spool_dir: spool_dir.into(),
             chunk_bytes: 256 * 1024,
             chunk_interval: Duration::from_secs(1),
-            spool_limit_bytes: 1 << 30,
+            spool_limit_bytes: 2 << 30,
             signing_key,
             bastion_id: bastion_id.into(),
             retry_initial: Duration::from_millis(500),

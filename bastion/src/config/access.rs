@@ -66,6 +66,9 @@ pub(super) struct RawAudit {
     file: Option<Spanned<String>>,
     #[serde(default)]
     stdout: bool,
+    #[serde(default)]
+    syslog: bool,
+    syslog_socket: Option<Spanned<String>>,
 }
 
 /// Where the audit trail goes (`[audit]`).
@@ -75,6 +78,8 @@ pub struct AuditConfig {
     pub file: PathBuf,
     /// Also print each event on stdout.
     pub stdout: bool,
+    /// Also send each event to syslog through this socket (`syslog = true`).
+    pub syslog: Option<PathBuf>,
 }
 
 pub(super) fn parse_audit(
@@ -87,10 +92,17 @@ pub(super) fn parse_audit(
         None => AuditConfig {
             file: default,
             stdout: false,
+            syslog: None,
         },
         Some(r) => AuditConfig {
             file: r.file.as_ref().map(path).unwrap_or(default),
             stdout: r.stdout,
+            syslog: r.syslog.then(|| {
+                r.syslog_socket
+                    .as_ref()
+                    .map(path)
+                    .unwrap_or_else(|| PathBuf::from("/dev/log"))
+            }),
         },
     }
 }

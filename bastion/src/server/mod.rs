@@ -140,7 +140,11 @@ impl Bastion {
         let node_config = node_config();
         let directory = open_directory(&config)?;
         let state = Arc::new(open_state(&config)?);
-        let audit = Arc::new(AuditLog::open(&config.audit.file, config.audit.stdout)?);
+        let mut audit = AuditLog::open(&config.audit.file, config.audit.stdout)?;
+        if let Some(socket) = &config.audit.syslog {
+            audit = audit.with_syslog(socket);
+        }
+        let audit = Arc::new(audit);
         let alerter = open_alerter(&config, state.clone())?;
         let limits = ConnectionLimits::new(s.max_connections, s.max_connections_per_source);
         let (forced, _) = broadcast::channel(1);
