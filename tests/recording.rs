@@ -163,6 +163,13 @@ fn every_kind_of_session_is_recorded_verified_searchable_and_playable() {
     assert_eq!(mode & 0o222, 0, "manifest is writable: {mode:o}");
     let audit = read_lossy(&lab.dir().join("audit/audit.jsonl"));
     assert!(audit.contains("\"event\":\"session.start\"") && audit.contains("\"event\":\"auth.success\""));
+    assert!(
+        audit.contains(&format!("\"event\":\"recording.sealed\",\"session\":\"{exec_id}\""))
+            || audit
+                .lines()
+                .any(|l| l.contains("recording.sealed") && l.contains(&exec_id)),
+        "{audit}"
+    );
 }
 
 /// Files under `dir` (recursively) whose text contains `needle`.
@@ -213,6 +220,13 @@ fn a_crash_keeps_what_was_flushed_and_marks_the_gap() {
     );
     let verify = sessions(&lab, &["verify", &id]);
     assert!(verify.ok(), "a recovered recording must verify:\n{verify}");
+    let audit = read_lossy(&lab.dir().join("audit/audit.jsonl"));
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"event\":\"recording.recovered\"") && l.contains(&id)),
+        "{audit}"
+    );
     let found = sessions(&lab, &["search", "BEFORE-42-CRASH"]);
     let cast = lab.dir().join("crashed.cast");
     sessions(&lab, &["export", &id, "--out", cast.to_str().unwrap()]).expect_ok();

@@ -90,7 +90,19 @@ pub async fn open_sink(config: &Config) -> Result<Arc<RecordingSink>> {
     }
     let r = &config.recording;
     std::fs::create_dir_all(&r.spool_dir).with_context(|| format!("creating {}", r.spool_dir.display()))?;
+    let mut audit = crate::audit::AuditLog::open(&config.audit.file, false)?;
+    if let Some(socket) = &config.audit.syslog {
+        audit = audit.with_syslog(socket);
+    }
+    let audit = Arc::new(audit);
     let mut rc = RecorderConfig::new(&r.spool_dir, signing_key(&config.server.recording_key)?, hostname());
+    let (sealed_audit, sealed_store) = (audit.clone(), store.describe());
+    rc.on_sealed = Some(Arc::new(move |session: &str| {
+        sealed_audit.record(
+            "recording.sealed",
+            serde_json::json!({"session": session, "store": sealed_store}),
+        );
+    }));
     rc.chunk_bytes = r.chunk_bytes as u64;
     rc.chunk_interval = r.chunk_interval;
     rc.spool_limit_bytes = r.spool_limit_bytes;
@@ -98,6 +110,13 @@ pub async fn open_sink(config: &Config) -> Result<Arc<RecordingSink>> {
     let (sink, report) = RecordingSink::open(rc, store).map_err(|e| anyhow!("opening the recording spool: {e}"))?;
     for s in &report.recovered {
         warn!(session = %s.session, chunks = s.chunks, kept_lines = s.kept_lines, "recovered a recording cut by a crash");
+        audit.record(
+            "recording.recovered",
+            serde_json::json!({
+                "session": s.session, "chunks": s.chunks, "kept_lines": s.kept_lines,
+                "dropped_bytes": s.dropped_bytes, "gap": serde_json::to_value(&s.gap).unwrap_or_default(),
+            }),
+        );
     }
     for e in &report.errors {
         warn!(error = %e, "recording spool recovery");

@@ -330,10 +330,23 @@ fn push_bytes(out: &mut Vec<Piece>, b: &[u8]) {
     }
 }
 
+/// Whether more than one character in eight would need a `\u00XX` escape.
+fn escape_heavy(t: &str) -> bool {
+    let escaped = t
+        .bytes()
+        .filter(|b| (*b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x1b)) || *b == 0x7f)
+        .count();
+    escaped * 8 > t.len()
+}
+
 /// The `(d, b64)` pair of a piece.
 pub fn piece_fields(piece: Piece) -> (Option<String>, Option<String>) {
     use base64::Engine;
     match piece {
+        // Text that is mostly control characters (NULs, binary output that
+        // happens to be UTF-8) costs six bytes per byte as JSON escapes and
+        // four thirds as base64: store it as base64. Both read back the same.
+        Piece::Text(t) if escape_heavy(&t) => (None, Some(base64::engine::general_purpose::STANDARD.encode(t))),
         Piece::Text(t) => (Some(t), None),
         Piece::Bytes(b) => (None, Some(base64::engine::general_purpose::STANDARD.encode(b))),
     }
@@ -354,6 +367,18 @@ pub fn event_bytes(d: &Option<String>, b64: &Option<String>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_heavy_text_goes_as_base64_and_reads_back_the_same() {
+        let zeros = "\0".repeat(64);
+        let (d, b) = piece_fields(Piece::Text(zeros.clone()));
+        assert!(d.is_none() && b.is_some());
+        assert_eq!(event_bytes(&d, &b), zeros.as_bytes());
+        let text = "ls -l\r\n\u{1b}[1mbold\u{1b}[0m\ttab\n".to_string();
+        let (d, b) = piece_fields(Piece::Text(text.clone()));
+        assert_eq!((d.as_deref(), b), (Some(text.as_str()), None));
+    }
+
     use super::*;
 
     fn join(pieces: &[Piece]) -> Vec<u8> {

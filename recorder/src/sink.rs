@@ -27,6 +27,12 @@ use crate::spool::{self, ChunkWriter};
 use crate::store::{Store, StoreError};
 use crate::tap::{ChannelEvent, ChannelKind, Direction, Record, RecordError, SessionMeta, SessionTap, Sink};
 
+/// Chunks of one running session uploaded per round of the uploader.
+const CHUNKS_PER_TURN: usize = 4;
+
+/// What the bastion runs when a recording is sealed in the store.
+pub type SealedHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// How the recorder is set up.
 #[derive(Clone)]
 pub struct RecorderConfig {
@@ -45,6 +51,9 @@ pub struct RecorderConfig {
     /// First wait after a failed upload; doubles up to `retry_max`.
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// Called with the session id once its manifest is confirmed by the
+    /// store (the recording is sealed): the bastion audits it.
+    pub on_sealed: Option<SealedHook>,
 }
 
 impl RecorderConfig {
@@ -60,6 +69,7 @@ impl RecorderConfig {
             bastion_id: bastion_id.into(),
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
+            on_sealed: None,
         }
     }
 }
@@ -193,7 +203,11 @@ impl RecordingSink {
                     return;
                 }
                 let wait = match shared.upload_pass().await {
-                    Ok(()) => {
+                    Ok(true) => {
+                        delay = shared.config.retry_initial;
+                        continue;
+                    }
+                    Ok(false) => {
                         delay = shared.config.retry_initial;
                         // A periodic rescan also picks up work nobody notified.
                         shared.config.retry_max
@@ -361,7 +375,9 @@ impl Shared {
     }
 
     /// Uploads everything the spool holds. `Err` when something is left to retry.
-    async fn upload_pass(&self) -> Result<(), ()> {
+    /// One round over every spooled session; `Ok(true)` when a running
+    /// session still has sealed chunks waiting (the next round comes at once).
+    async fn upload_pass(&self) -> Result<bool, ()> {
         let root = &self.config.spool_dir;
         let Ok(mut sessions) = tokio::fs::read_dir(root).await else {
             self.upload_error(format!("cannot read the spool {}", root.display()));
@@ -373,24 +389,29 @@ impl Shared {
         }
         dirs.sort();
         let mut clean = true;
+        let mut more = false;
         for dir in dirs {
             match self.upload_session(&dir).await {
-                Ok(()) => {}
+                Ok(left) => more |= left,
                 Err(Retry::Later) => return Err(()),
                 Err(Retry::SkipSession) => clean = false,
             }
         }
         if clean {
             *lock(&self.last_upload_error) = None;
-            Ok(())
+            Ok(more)
         } else {
             Err(())
         }
     }
 
-    async fn upload_session(&self, dir: &Path) -> Result<(), Retry> {
+    /// Uploads a session's sealed chunks, and its manifest once it ended.
+    /// A running session gets at most [`CHUNKS_PER_TURN`] chunks per round,
+    /// so one busy session cannot keep the others' recordings waiting;
+    /// returns whether it has more.
+    async fn upload_session(&self, dir: &Path) -> Result<bool, Retry> {
         let Some(session) = dir.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-            return Ok(());
+            return Ok(false);
         };
         // Whether the session has ended is read before the last listing of
         // chunks: the manifest is written after the final seal, so chunks
@@ -409,14 +430,21 @@ impl Shared {
             if seqs.is_empty() {
                 break;
             }
-            for seq in &seqs {
+            let turn = if ended { seqs.len() } else { CHUNKS_PER_TURN };
+            for seq in seqs.iter().take(turn) {
                 let path = dir.join(format::chunk_file_name(*seq));
                 self.upload_file(&path, &format::chunk_key(&session, *seq)).await?;
+            }
+            if !ended {
+                return Ok(seqs.len() > turn);
             }
         }
         // The manifest goes last: a manifest in the store means its chunks are there.
         if ended {
             self.upload_file(&manifest, &format::manifest_key(&session)).await?;
+            if let Some(sealed) = &self.config.on_sealed {
+                sealed(&session);
+            }
             // Only the spool's own bookkeeping is left; `remove_dir` (not
             // `_all`) refuses if anything else is still there.
             let size = spool::spool_bytes_of_dir(dir);
@@ -429,7 +457,7 @@ impl Shared {
                 Err(e) => self.upload_error(format!("cannot remove {}: {e}", dir.display())),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Puts one spooled file and deletes it once the store confirmed it.
