@@ -93,7 +93,7 @@ pub async fn grant(bastion: &Bastion, identity: &Identity, ask: Ask<'_>) -> Resu
         "client": record.client,
         "starts_at": rfc3339(record.starts_at),
         "ends_at": rfc3339(record.ends_at),
-        "bastion": hostname(),
+        "bastion": crate::recording::hostname(),
     });
     bastion.audit.record("breakglass.granted", body.clone());
     bastion.alerter.alert(body).await;
@@ -122,7 +122,7 @@ pub async fn session_started(
         "target": target,
         "login": login,
         "client": client.to_string(),
-        "bastion": hostname(),
+        "bastion": crate::recording::hostname(),
     });
     bastion.audit.record("breakglass.session_started", body.clone());
     bastion.alerter.alert(body).await;
@@ -130,10 +130,4 @@ pub async fn session_started(
 
 pub fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64)).to_string()
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
 }
