@@ -9,6 +9,7 @@
 
 mod breakglass;
 pub mod glob;
+pub mod kube;
 mod lint;
 mod rules;
 mod selector;
@@ -437,3 +438,6 @@ pub fn env_allowed(patterns: &[String], name: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod kube_tests;
