@@ -137,7 +137,7 @@ pub fn decide_kube(
         g.user == who.user
             && g.starts_at <= now
             && now < g.ends_at
-            && g.targets.iter().any(|t| *t == target)
+            && g.targets.contains(&target)
             && break_glass.check_reason(&g.reason, g.ticket.as_deref()).is_ok()
     });
 
@@ -223,9 +223,9 @@ pub fn decide_kube(
 /// `1h`, `15m`, `90s`: short and exact.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
