@@ -150,7 +150,7 @@ fn system_masters_only_under_an_active_grant_and_only_until_it_ends() {
     let mut short = kube_grant("carol", NOW + 1200);
     short.reason = "x".into();
     for g in [others, ended, node, short] {
-        let d = decide_kube(&c, &bg, &sre, &[g.clone()], None, NOW);
+        let d = decide_kube(&c, &bg, &sre, std::slice::from_ref(&g), None, NOW);
         assert!(
             !issued(&d).groups.contains(&"system:masters".to_string()),
             "{g:?} must not count"
