@@ -45,7 +45,8 @@ pub fn decide_login(bastion: &Bastion, identity: &Identity, target: &Target, log
 
 /// What an engineer asked for.
 pub struct Ask<'a> {
-    pub targets: &'a [&'a Target],
+    /// Target names, or `kube:CLUSTER` for a cluster's break-glass groups.
+    pub targets: &'a [String],
     pub reason: &'a str,
     pub ticket: Option<&'a str>,
     pub duration: Duration,
@@ -63,7 +64,7 @@ pub async fn grant(bastion: &Bastion, identity: &Identity, ask: Ask<'_>) -> Resu
     let now = now();
     let new = NewGrant {
         user: identity.user.clone(),
-        targets: ask.targets.iter().map(|t| t.name.clone()).collect(),
+        targets: ask.targets.to_vec(),
         reason: ask.reason.trim().to_string(),
         ticket: ask.ticket.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
         source: ask.source,

@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Kubernetes credentials: what was issued, and client CAs.
+    Kube {
+        #[command(subcommand)]
+        command: KubeCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -120,6 +125,39 @@ enum BreakglassCommand {
         note: String,
         #[arg(long, short)]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KubeCommand {
+    /// Client certificates issued, newest first: serial, user, groups, expiry.
+    Issued {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only certificates issued within this long (e.g. 2d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only certificates that have not expired.
+        #[arg(long)]
+        valid: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a dedicated client-signing CA for a cluster (ECDSA P-256).
+    CaInit {
+        /// The cluster's name (goes into the CA's subject).
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5y")]
+        validity: std::time::Duration,
     },
 }
 
@@ -398,6 +436,35 @@ fn run(command: Command) -> Result<ExitCode> {
             command: AuditCommand::Verify { config },
         } => crate::admin::verify_audit(&load_config(&config)?),
         Command::Sessions { command } => sessions_command(command),
+        Command::Kube {
+            command:
+                KubeCommand::Issued {
+                    config,
+                    user,
+                    cluster,
+                    since,
+                    valid,
+                    json,
+                },
+        } => crate::kube::admin::list_issued(
+            &load_config(&config)?,
+            &crate::kube::admin::IssuedFilter {
+                user: user.as_deref(),
+                cluster: cluster.as_deref(),
+                since,
+                valid,
+            },
+            json,
+        ),
+        Command::Kube {
+            command:
+                KubeCommand::CaInit {
+                    cluster,
+                    cert,
+                    key,
+                    validity,
+                },
+        } => crate::kube::admin::ca_init(&cluster, &cert, &key, validity),
         Command::Demo {
             dir,
             port,

@@ -13,8 +13,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod access;
+mod kube;
 mod recording;
 pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
+pub use kube::{Cluster, KeyType};
 pub use recording::{RecordingConfig, S3StoreConfig, StoreConfig, parse_size};
 
 /// A configuration error that points at the offending key and line.
@@ -50,6 +52,8 @@ pub struct Config {
     pub rule_lines: Vec<usize>,
     pub alerts: AlertsConfig,
     pub audit: AuditConfig,
+    /// Kubernetes clusters `kubeconfig` issues credentials for.
+    pub clusters: Vec<Cluster>,
 }
 
 /// Which directory proves users.
@@ -162,6 +166,9 @@ pub struct ServerConfig {
     pub node_connect_timeout: Duration,
     /// Environment variables passed on to nodes (exact names or `PREFIX*`).
     pub accept_env: Vec<String>,
+    /// `HOST` or `HOST:PORT` engineers reach the bastion at, written into
+    /// exec-plugin kubeconfigs; unset, derived from `listen` and the host name.
+    pub public_address: Option<String>,
 }
 
 /// A node the bastion can reach.
@@ -223,6 +230,8 @@ struct RawConfig {
     alerts: Option<Spanned<access::RawAlerts>>,
     #[serde(default)]
     audit: Option<Spanned<access::RawAudit>>,
+    #[serde(default)]
+    clusters: Vec<Spanned<kube::RawCluster>>,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +285,7 @@ struct RawServer {
     node_cert_validity: Option<Spanned<String>>,
     node_connect_timeout: Option<Spanned<String>>,
     accept_env: Option<Vec<String>>,
+    public_address: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -414,6 +424,23 @@ impl Config {
                 .accept_env
                 .clone()
                 .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]),
+            public_address: match &rs.public_address {
+                None => None,
+                Some(a) => {
+                    let text = a.get_ref().trim();
+                    if text.is_empty()
+                        || text.starts_with('-')
+                        || text.contains(|c: char| c.is_whitespace() || c == '@')
+                    {
+                        return Err(lines.error(
+                            "server.public_address",
+                            a,
+                            format!("`{text}` is not a HOST or HOST:PORT such as \"bastion.example.com:22\""),
+                        ));
+                    }
+                    Some(text.to_string())
+                }
+            },
         };
         if server.node_cert_validity < Duration::from_secs(30) || server.node_cert_validity > Duration::from_secs(3600)
         {
@@ -680,6 +707,7 @@ impl Config {
         let with_lines: Vec<(usize, &Target)> = target_lines.iter().copied().zip(targets.iter()).collect();
         let parsed = access::parse_policy(&lines, &raw.rules, &with_lines, raw.break_glass.as_ref(), &server)?;
         let alerts = access::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
+        let clusters = kube::parse_clusters(&lines, &raw.clusters, &path)?;
 
         Ok(Config {
             policy: parsed.policy,
@@ -695,11 +723,16 @@ impl Config {
             auth,
             state,
             emergency,
+            clusters,
         })
     }
 
     pub fn target(&self, name: &str) -> Option<&Target> {
         self.targets.iter().find(|t| t.name == name)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {

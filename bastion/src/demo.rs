@@ -61,6 +61,7 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
     let sshd = find_sshd()?;
     let keys = dir.join("keys");
     ca::init(&keys)?;
+    demo_cluster_keys(&keys)?;
     let identity = dir.join("demo_ed25519");
     if !identity.exists() {
         ca::write_private_key(&identity, &ca::generate_key("demo user")?)?;
@@ -185,6 +186,12 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
          ssh -F {cfg} bastion breakglass cp-1 --reason 'etcd quorum lost, API down' --ticket INC-4711 --for 30m\n  \
          bastion breakglass list --unreviewed -c {config}\n  \
          bastion policy explain {demo_user} {login}@cp-1 -c {config}\n\n\
+         Kubernetes (cluster `demo`; signing is offline, so no API server runs here):\n  \
+         ssh -F {cfg} bastion kubeconfig                 # the clusters you may get credentials for\n  \
+         ssh -F {cfg} bastion kubeconfig demo --ttl 15m > demo.kubeconfig\n  \
+         ssh -F {cfg} bastion kubeconfig demo --exec --via bastion   # no stored credential: kubectl asks via ssh\n  \
+         ssh -F {cfg} bastion breakglass kube:demo --reason 'API down, need system:masters' --ticket INC-4711\n  \
+         bastion kube issued -c {config}\n\n\
          Demo user `{demo_user}`: key {}, password {password}\n\
          {mfa}\n\
          Config: {}   Recordings: {}\n",
@@ -203,6 +210,24 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
     let _ = fs::remove_file(dir.join("demo.json"));
     drop(nodes);
     result
+}
+
+/// The demo cluster's client-signing CA and a stand-in for its API server's
+/// CA, made once and kept across restarts.
+fn demo_cluster_keys(keys: &Path) -> Result<()> {
+    let make = |stem: &str, name: &str| -> Result<()> {
+        let (cert, key) = (keys.join(format!("{stem}.pem")), keys.join(format!("{stem}.key")));
+        if cert.exists() {
+            return Ok(());
+        }
+        let _ = fs::remove_file(&key);
+        crate::kube::admin::write_ca(name, &cert, &key, std::time::Duration::from_secs(5 * 365 * 86400))
+    };
+    make("kube-demo-client-ca", "bastion Kubernetes client CA demo")?;
+    make(
+        "kube-demo-apiserver-ca",
+        "demo API server CA (no API server runs in the demo)",
+    )
 }
 
 /// Enrolls the demo user's TOTP once (kept across restarts) and returns the
@@ -458,6 +483,25 @@ fn config_toml(
          max_duration = \"4h\"\n\
          warn_before = \"5m\"\n"
     ));
+    s.push_str(
+        "\n# Kubernetes credentials for cluster `demo`: k8s-ops get the group `ops`;\n\
+         # system:masters only under a break-glass grant for kube:demo.\n\
+         [[clusters]]\n\
+         name = \"demo\"\n\
+         server = \"https://127.0.0.1:6443\"\n\
+         certificate_authority = \"keys/kube-demo-apiserver-ca.pem\"\n\
+         client_ca_cert = \"keys/kube-demo-client-ca.pem\"\n\
+         client_ca_key = \"keys/kube-demo-client-ca.key\"\n\
+         default_ttl = \"1h\"\n\
+         max_ttl = \"8h\"\n\n\
+         [[clusters.groups]]\n\
+         ad = [\"k8s-ops\"]\n\
+         kubernetes = [\"ops\"]\n\n\
+         [[clusters.groups]]\n\
+         ad = [\"k8s-ops\"]\n\
+         kubernetes = [\"system:masters\"]\n\
+         break_glass = true\n",
+    );
     s.push_str(&format!(
         "\n[[users]]\n\
          name = \"{DEMO_USER}\"\n\

@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod directory;
 pub mod factors;
+pub mod kube;
 pub mod proxy;
 pub mod recording;
 pub mod server;

@@ -12,8 +12,7 @@ use super::{CommandCtx, Output};
 use crate::breakglass::{Ask, decide_login, rfc3339};
 use crate::config::Target;
 
-const USAGE: &str =
-    "usage: breakglass TARGET[,TARGET...] --reason TEXT [--ticket ID] [--for 30m]\n       breakglass --list\n";
+const USAGE: &str = "usage: breakglass TARGET[,TARGET...]|kube:CLUSTER --reason TEXT [--ticket ID] [--for 30m]\n       breakglass --list\n";
 
 /// Parsed arguments.
 #[derive(Debug, Default, PartialEq)]
@@ -63,38 +62,36 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         return Output::fail(2, format!("bastion: --reason is required\n{USAGE}"));
     };
     let b = &ctx.bastion;
-    let mut targets: Vec<&Target> = Vec::new();
+    let mut targets: Vec<String> = Vec::new();
     for name in &args.targets {
         // Unknown and not-granted targets get the same answer: no probing.
         let not_granted = || Output::fail(1, format!("bastion: access to {name} is not granted\n"));
+        if let Some(cluster) = name.strip_prefix("kube:") {
+            // A cluster: break-glass mappings must cover the user.
+            let Some(c) = b.config.cluster(cluster) else {
+                return not_granted();
+            };
+            let who = crate::proxy::policy_identity(&ctx.identity);
+            if !c.policy.mappings.iter().any(|m| m.break_glass && m.covers(&who)) {
+                return not_granted();
+            }
+            targets.push(name.clone());
+            continue;
+        }
         let Some(t) = b.config.target(name) else {
             return not_granted();
         };
-        let mut granted_some_login = false;
-        let mut break_glass_only = false;
-        for login in &t.logins {
-            match decide_login(b, &ctx.identity, t, login).verdict {
-                policy::Verdict::Allow(a) => {
-                    granted_some_login = true;
-                    break_glass_only |= a.break_glass.is_some();
-                }
-                policy::Verdict::NeedsReason { .. } => {
-                    granted_some_login = true;
-                    break_glass_only = true;
-                }
-                policy::Verdict::Deny(_) => {}
+        match break_glass_state(ctx, t) {
+            None => return not_granted(),
+            Some(true) => {}
+            Some(false) => {
+                return Output::fail(
+                    1,
+                    format!("bastion: {name} is not break-glass only; connect to it directly, no grant is needed\n"),
+                );
             }
         }
-        if !granted_some_login {
-            return not_granted();
-        }
-        if !break_glass_only {
-            return Output::fail(
-                1,
-                format!("bastion: {name} is not break-glass only; connect to it directly, no grant is needed\n"),
-            );
-        }
-        targets.push(t);
+        targets.push(t.name.clone());
     }
     let duration = args.duration.unwrap_or(b.config.policy.break_glass.default_duration);
     let ask = Ask {
@@ -108,8 +105,14 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     match crate::breakglass::grant(b, &ctx.identity, ask).await {
         Ok(g) => Output::ok(format!(
             "Break-glass grant {id} for {targets} until {end} ({minutes} min).\n\
-             Connections to {targets} need no prompt until then. Keystrokes are recorded,\n\
+             {what}\n\
              {alerted}, and a second person will review the grant.\n",
+            what = if g.targets.iter().all(|t| t.starts_with("kube:")) {
+                "Kubernetes certificates issued until then (`kubeconfig`, `kube-credential`) carry the\n\
+                 break-glass groups and end with the grant. Every issue is audited,"
+            } else {
+                "Connections to these targets need no prompt until then. Keystrokes are recorded,"
+            },
             id = g.id,
             targets = g.targets.join(", "),
             end = rfc3339(g.ends_at),
@@ -122,6 +125,27 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         )),
         Err(why) => Output::fail(1, format!("bastion: break-glass refused: {why}\n")),
     }
+}
+
+/// Whether some login on `t` is granted to the user, and only through
+/// break-glass. `None` when no login is granted at all.
+fn break_glass_state(ctx: &CommandCtx, t: &Target) -> Option<bool> {
+    let mut granted_some_login = false;
+    let mut break_glass_only = false;
+    for login in &t.logins {
+        match decide_login(&ctx.bastion, &ctx.identity, t, login).verdict {
+            policy::Verdict::Allow(a) => {
+                granted_some_login = true;
+                break_glass_only |= a.break_glass.is_some();
+            }
+            policy::Verdict::NeedsReason { .. } => {
+                granted_some_login = true;
+                break_glass_only = true;
+            }
+            policy::Verdict::Deny(_) => {}
+        }
+    }
+    granted_some_login.then_some(break_glass_only)
 }
 
 fn list(ctx: &CommandCtx) -> Output {

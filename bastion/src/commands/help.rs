@@ -22,6 +22,10 @@ pub fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         "  breakglass TARGET --reason TEXT [--ticket ID] [--for 30m]".to_string(),
         "             state a reason ahead for a break-glass (control-plane) node".to_string(),
         "  breakglass --list   your break-glass grants".to_string(),
+        "  kubeconfig CLUSTER [--ttl 15m] > ~/.kube/config-CLUSTER".to_string(),
+        "             a kubeconfig with a short-lived client certificate".to_string(),
+        "  kubeconfig CLUSTER --exec   a kubeconfig that asks the bastion through ssh".to_string(),
+        "  kubeconfig the clusters you may get credentials for".to_string(),
         "  enroll totp | enroll key   enroll a second factor or an SSH key".to_string(),
         "  help       this text".to_string(),
     ] {

@@ -8,6 +8,8 @@ mod breakglass;
 mod enroll;
 mod help;
 pub mod io;
+mod kube_credential;
+mod kubeconfig;
 mod targets;
 mod whoami;
 
@@ -91,6 +93,8 @@ pub async fn run(ctx: &CommandCtx, line: &str) -> Output {
         "targets" => targets::run(ctx, args),
         "breakglass" => breakglass::run(ctx, args).await,
         "whoami" => whoami::run(ctx, args),
+        "kubeconfig" => kubeconfig::run(ctx, args).await,
+        "kube-credential" => kube_credential::run(ctx, args).await,
         "help" | "--help" => help::run(ctx, args),
         other => Output::fail(
             127,

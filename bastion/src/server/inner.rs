@@ -120,7 +120,7 @@ impl InnerHandler {
         let identity = self.proxy.identity().clone();
         let target = self.proxy.target().clone();
         let ask = crate::breakglass::Ask {
-            targets: &[&target],
+            targets: std::slice::from_ref(&target.name),
             reason: &reason,
             ticket: ticket_answer.as_deref(),
             duration: bastion.config.policy.break_glass.default_duration,

@@ -80,6 +80,8 @@ pub struct Bastion {
     pub audit: Arc<AuditLog>,
     /// Break-glass alerts to webhooks, through the state store's outbox.
     pub alerter: Alerter,
+    /// Each cluster's client-signing CA, for `kubeconfig` and `kube-credential`.
+    pub kube: crate::kube::Issuers,
 }
 
 /// The forced-stop broadcast.
@@ -138,6 +140,7 @@ impl Bastion {
         let mut with_certs = node_config();
         with_certs.preferred.host_key_certificates = with_certs.preferred.key.clone();
         let node_config = node_config();
+        let kube = crate::kube::Issuers::load(&config)?;
         let directory = open_directory(&config)?;
         let state = Arc::new(open_state(&config)?);
         let mut audit = AuditLog::open(&config.audit.file, config.audit.stdout)?;
@@ -162,6 +165,7 @@ impl Bastion {
             limits,
             audit,
             alerter,
+            kube,
         }))
     }
 }

@@ -17,6 +17,7 @@
 
 mod alerts;
 mod grants;
+mod kube;
 mod seal;
 mod sessions;
 pub mod sql;
@@ -41,6 +42,7 @@ use zeroize::Zeroizing;
 pub use crate::factors::lockout::{FailureRecord, FailureState, LockoutPolicy};
 pub use alerts::OutboxItem;
 pub use grants::{GrantRecord, GrantSession, NewGrant, ReviewError};
+pub use kube::KubeIssued;
 use seal::SeedSeal;
 pub use sessions::IndexedSession;
 

@@ -148,9 +148,28 @@ const V3: &[&str] = &[
     "CREATE INDEX session_index_started ON session_index (started_at)",
 ];
 
+/// Migration 4: every Kubernetes client certificate issued, for incident
+/// response (Kubernetes cannot revoke client certificates: this list and
+/// short TTLs are the control).
+const V4: &[&str] = &[
+    "CREATE TABLE kube_issued (
+        serial      TEXT   NOT NULL PRIMARY KEY,
+        cluster     TEXT   NOT NULL,
+        user_name   TEXT   NOT NULL,
+        groups_json TEXT   NOT NULL,
+        issued_at   BIGINT NOT NULL,
+        not_before  BIGINT NOT NULL,
+        not_after   BIGINT NOT NULL,
+        form        TEXT   NOT NULL,
+        client      TEXT   NOT NULL,
+        grant_id    TEXT
+    )",
+    "CREATE INDEX kube_issued_at ON kube_issued (issued_at)",
+];
+
 /// Migrations in order: (version, statements). Each version is applied in
 /// one transaction together with its `schema_version` row.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
 
 // ---- TOTP seeds ----------------------------------------------------------
 
@@ -269,6 +288,17 @@ pub const SESSION_INDEX_SINCE: &str = "SELECT id, user_name, target, login, clie
 /// Empties the index before a rebuild.
 pub const SESSION_INDEX_CLEAR: &str = "DELETE FROM session_index";
 
+// ---- Kubernetes certificates ---------------------------------------------------
+
+/// `$1` serial … `$10` grant id.
+pub const KUBE_ISSUED_INSERT: &str = "INSERT INTO kube_issued
+    (serial, cluster, user_name, groups_json, issued_at, not_before, not_after, form, client, grant_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// `$1` since → rows newest first.
+pub const KUBE_ISSUED_SINCE: &str = "SELECT serial, cluster, user_name, groups_json, issued_at, not_before, not_after,
+        form, client, grant_id
+    FROM kube_issued WHERE issued_at >= $1 ORDER BY issued_at DESC, serial";
+
 // ---- users ---------------------------------------------------------------------
 
 /// Every user with a seed, a key or an outstanding enrollment token.
@@ -348,6 +378,8 @@ pub(crate) const ALL: &[&str] = &[
     USER_KEY_COUNT,
     USER_KEY_DELETE_USER,
     KNOWN_USERS,
+    KUBE_ISSUED_INSERT,
+    KUBE_ISSUED_SINCE,
     SESSION_INDEX_INSERT,
     SESSION_INDEX_UPDATE,
     SESSION_INDEX_IDS,

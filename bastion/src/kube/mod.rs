@@ -1,0 +1,256 @@
+//! The kubeconfig issuer at the edges: loads each cluster's client-signing
+//! CA at start-up, and issues a credential after the `policy` crate said
+//! yes: sign offline (the bastion never calls the API server, so this works
+//! while the cluster is down), note it in the state store's issued list,
+//! audit it, and hand it back for rendering.
+
+pub mod admin;
+pub mod ca;
+pub mod render;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tracing::{error, info};
+
+use crate::breakglass::{now, rfc3339};
+use crate::config::{Cluster, Config};
+use crate::directory::Identity;
+use crate::proxy::policy_identity;
+use crate::server::Bastion;
+use crate::state::{GrantRecord, KubeIssued};
+pub use ca::{ClientCa, IssuedCert};
+
+/// A cluster's loaded keys.
+pub struct ClusterKeys {
+    pub ca: ClientCa,
+    /// The API server's CA bundle, as embedded in kubeconfigs.
+    pub api_ca_pem: String,
+}
+
+/// Every configured cluster's keys, by name.
+#[derive(Default)]
+pub struct Issuers {
+    clusters: HashMap<String, ClusterKeys>,
+}
+
+impl Issuers {
+    /// Loads every cluster's CA; an error names the cluster and its line.
+    pub fn load(config: &Config) -> Result<Issuers> {
+        let mut clusters = HashMap::new();
+        for c in &config.clusters {
+            let at = || format!("[[clusters]] `{}` (config line {})", c.name, c.line);
+            let ca = ClientCa::load(&c.client_ca_cert, &c.client_ca_key).with_context(at)?;
+            let api_ca_pem = std::fs::read_to_string(&c.certificate_authority)
+                .with_context(|| format!("reading certificate_authority {}", c.certificate_authority.display()))
+                .with_context(at)?;
+            if !api_ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!(
+                    "{}: certificate_authority {} holds no PEM certificate",
+                    at(),
+                    c.certificate_authority.display()
+                );
+            }
+            clusters.insert(c.name.clone(), ClusterKeys { ca, api_ca_pem });
+        }
+        Ok(Issuers { clusters })
+    }
+
+    pub fn get(&self, cluster: &str) -> Option<&ClusterKeys> {
+        self.clusters.get(cluster)
+    }
+}
+
+/// How the credential leaves the bastion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Embedded in a kubeconfig.
+    Kubeconfig,
+    /// An `ExecCredential` for kubectl's exec plugin.
+    Exec,
+}
+
+impl Form {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Form::Kubeconfig => "kubeconfig",
+            Form::Exec => "exec",
+        }
+    }
+}
+
+/// An issued credential, ready to render.
+pub struct Issued {
+    pub cert: IssuedCert,
+    pub groups: Vec<String>,
+    pub ttl: Duration,
+    pub grant_id: Option<String>,
+    /// Notes for the user (TTL cut by the grant, break-glass groups left out).
+    pub notes: Vec<String>,
+}
+
+impl Issued {
+    /// The notes as `bastion: …` lines for stderr.
+    pub fn notes_text(&self) -> bytes::Bytes {
+        bytes::Bytes::from(
+            self.notes
+                .iter()
+                .map(|n| format!("bastion: {n}\n"))
+                .collect::<String>()
+                .into_bytes(),
+        )
+    }
+}
+
+/// Decides with the user's active grants from the state store. A store
+/// that cannot be read counts as "no grant" (fail closed).
+pub fn decide(
+    bastion: &Bastion,
+    identity: &Identity,
+    cluster: &Cluster,
+    asked_ttl: Option<Duration>,
+    now_unix: i64,
+) -> policy::kube::KubeDecision {
+    let grants: Vec<policy::Grant> = match bastion.state.active_grants(&identity.user, now_unix) {
+        Ok(g) => g.iter().map(GrantRecord::to_policy).collect(),
+        Err(e) => {
+            error!(user = %identity.user, error = %format!("{e:#}"), "cannot read break-glass grants; none counted");
+            vec![]
+        }
+    };
+    policy::kube::decide_kube(
+        &cluster.policy,
+        &bastion.config.policy.break_glass,
+        &policy_identity(identity),
+        &grants,
+        asked_ttl,
+        now_unix,
+    )
+}
+
+/// Decides, signs, records and audits one credential for `identity` on
+/// `cluster`. The error is what the user reads.
+pub async fn issue(
+    bastion: &Bastion,
+    identity: &Identity,
+    cluster: &Cluster,
+    asked_ttl: Option<Duration>,
+    form: Form,
+    client: SocketAddr,
+) -> Result<Issued, String> {
+    let keys = bastion
+        .kube
+        .get(&cluster.name)
+        .ok_or_else(|| format!("cluster {} is not available", cluster.name))?;
+    let now_unix = now();
+    let decision = decide(bastion, identity, cluster, asked_ttl, now_unix);
+    let credential = match decision.verdict {
+        policy::kube::KubeVerdict::Issue(c) => c,
+        policy::kube::KubeVerdict::Deny(message) => {
+            bastion.audit.record(
+                "kube.denied",
+                json!({
+                    "user": identity.user,
+                    "cluster": cluster.name,
+                    "form": form.as_str(),
+                    "ttl_asked": asked_ttl.map(|t| t.as_secs()),
+                    "reason": message,
+                    "client": client.to_string(),
+                }),
+            );
+            return Err(message);
+        }
+    };
+    let cert = keys
+        .ca
+        .issue(&identity.user, &credential.groups, credential.ttl, SystemTime::now())
+        .map_err(|e| {
+            error!(cluster = %cluster.name, error = %format!("{e:#}"), "cannot sign a Kubernetes client certificate");
+            format!("the certificate for {} cannot be signed right now", cluster.name)
+        })?;
+    let grant_id = credential.break_glass.as_ref().map(|b| b.grant_id.clone());
+    let record = KubeIssued {
+        serial: cert.serial.clone(),
+        cluster: cluster.name.clone(),
+        user: identity.user.clone(),
+        groups: credential.groups.clone(),
+        issued_at: now_unix,
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        form: form.as_str().into(),
+        client: client.to_string(),
+        grant_id: grant_id.clone(),
+    };
+    // Not listed, not issued: the list is what incident response relies on.
+    bastion.state.record_kube_issued(&record).map_err(|e| {
+        error!(error = %format!("{e:#}"), "cannot record an issued Kubernetes certificate; not issuing it");
+        "the certificate cannot be recorded right now, so it is not issued; try again".to_string()
+    })?;
+    bastion.audit.record(
+        "kube.issued",
+        json!({
+            "user": identity.user,
+            "cluster": cluster.name,
+            "serial": cert.serial,
+            "groups": credential.groups,
+            "ttl_secs": credential.ttl.as_secs(),
+            "not_after": rfc3339(cert.not_after),
+            "form": form.as_str(),
+            "grant": grant_id,
+            "factors": identity.factors,
+            "client": client.to_string(),
+        }),
+    );
+    info!(
+        user = %identity.user, cluster = %cluster.name, serial = %cert.serial,
+        groups = %credential.groups.join(","), ttl_secs = credential.ttl.as_secs(), form = form.as_str(),
+        "Kubernetes certificate issued"
+    );
+    let mut notes = Vec::new();
+    if credential.ttl_capped_by_grant {
+        notes.push(format!(
+            "valid for {} only: the break-glass grant ends then",
+            policy::kube::human(credential.ttl)
+        ));
+    }
+    if credential.break_glass_available {
+        notes.push(format!(
+            "more groups need break-glass: `breakglass {} --reason TEXT`",
+            policy::kube::grant_target(&cluster.name)
+        ));
+    }
+    Ok(Issued {
+        cert,
+        groups: credential.groups,
+        ttl: credential.ttl,
+        grant_id,
+        notes,
+    })
+}
+
+/// Where engineers reach the bastion with `ssh`: `server.public_address`,
+/// else the listen address (the host name when it listens on all
+/// addresses).
+pub fn ssh_address(config: &Config) -> render::SshAddress {
+    if let Some(a) = config
+        .server
+        .public_address
+        .as_deref()
+        .and_then(render::SshAddress::parse)
+    {
+        return a;
+    }
+    let listen = config.server.listen;
+    let host = if listen.ip().is_unspecified() {
+        crate::recording::hostname()
+    } else {
+        listen.ip().to_string()
+    };
+    render::SshAddress {
+        host,
+        port: Some(listen.port()).filter(|p| *p != 22),
+    }
+}
