@@ -372,10 +372,11 @@ fn run(command: Command) -> Result<ExitCode> {
                 }
                 if findings.is_empty() {
                     println!(
-                        "ok: {} targets, {} users, {} rules",
+                        "ok: {} targets, {} users, {} rules, {} clusters",
                         c.targets.len(),
                         c.users.len(),
-                        c.policy.rules.len()
+                        c.policy.rules.len(),
+                        c.clusters.len()
                     );
                     Ok(ExitCode::SUCCESS)
                 } else {
