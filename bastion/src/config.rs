@@ -428,9 +428,8 @@ impl Config {
                 None => None,
                 Some(a) => {
                     let text = a.get_ref().trim();
-                    if text.is_empty()
-                        || text.starts_with('-')
-                        || text.contains(|c: char| c.is_whitespace() || c == '@')
+                    if text.contains(|c: char| c.is_whitespace() || c == '@')
+                        || crate::kube::render::SshAddress::parse(text).is_none()
                     {
                         return Err(lines.error(
                             "server.public_address",

@@ -138,6 +138,8 @@ pub fn decide_kube(
             && g.starts_at <= now
             && now < g.ends_at
             && g.targets.contains(&target)
+            // A grant about to end gives no certificate worth having.
+            && g.ends_at - now >= MIN_TTL.as_secs() as i64
             && break_glass.check_reason(&g.reason, g.ticket.as_deref()).is_ok()
     });
 
@@ -181,8 +183,13 @@ pub fn decide_kube(
         let message = if break_glass_available {
             format!(
                 "on cluster {} your groups map to Kubernetes groups only under break-glass; \
-                 run `breakglass {target} --reason TEXT` first",
-                cluster.name
+                 run `breakglass {target} --reason TEXT{}` first",
+                cluster.name,
+                if break_glass.ticket.is_some() {
+                    " --ticket ID"
+                } else {
+                    ""
+                }
             )
         } else {
             format!("your groups map to no Kubernetes group on cluster {}", cluster.name)
@@ -194,7 +201,7 @@ pub fn decide_kube(
     let mut ttl_capped_by_grant = false;
     let break_glass_use = match grant.filter(|_| used_grant) {
         Some(g) => {
-            let left = Duration::from_secs((g.ends_at - now).max(1) as u64);
+            let left = Duration::from_secs((g.ends_at - now) as u64);
             if left < ttl {
                 ttl = left;
                 ttl_capped_by_grant = true;
@@ -220,14 +227,19 @@ pub fn decide_kube(
     }
 }
 
-/// `1h`, `15m`, `90s`: short and exact.
+/// `1h`, `15m`, `19m58s`, `90s`: short and exact.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s >= 60 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
+    let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
     }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
 }

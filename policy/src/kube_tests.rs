@@ -210,7 +210,10 @@ fn group_match_by_dn_and_wildcard() {
 fn human_durations() {
     assert_eq!(human(HOUR), "1h");
     assert_eq!(human(Duration::from_secs(900)), "15m");
-    assert_eq!(human(Duration::from_secs(90)), "90s");
+    assert_eq!(human(Duration::from_secs(90)), "1m30s");
+    assert_eq!(human(Duration::from_secs(1198)), "19m58s");
+    assert_eq!(human(Duration::from_secs(5)), "5s");
+    assert_eq!(human(Duration::ZERO), "0s");
 }
 
 fn mapping() -> impl Strategy<Value = GroupMapping> {
@@ -262,12 +265,12 @@ proptest! {
             starts_at: NOW - 10,
             ends_at: NOW + grant_ends,
         };
-        let grant_counts = grant_user == "alice" && grant_target == "kube:prod" && grant_ends > 0;
+        let grant_counts = grant_user == "alice" && grant_target == "kube:prod" && grant_ends >= MIN_TTL.as_secs() as i64;
         let d = decide_kube(&cluster, &BreakGlass::default(), &alice, &[g], asked.map(Duration::from_secs), NOW);
         if let KubeVerdict::Issue(c) = d.verdict {
             prop_assert!(!c.groups.is_empty());
             prop_assert!(c.ttl <= cluster.max_ttl);
-            prop_assert!(c.ttl >= Duration::from_secs(1));
+            prop_assert!(c.ttl >= MIN_TTL);
             if let Some(a) = asked {
                 prop_assert!(c.ttl <= Duration::from_secs(a));
             }

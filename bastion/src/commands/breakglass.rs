@@ -107,11 +107,17 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
             "Break-glass grant {id} for {targets} until {end} ({minutes} min).\n\
              {what}\n\
              {alerted}, and a second person will review the grant.\n",
-            what = if g.targets.iter().all(|t| t.starts_with("kube:")) {
-                "Kubernetes certificates issued until then (`kubeconfig`, `kube-credential`) carry the\n\
-                 break-glass groups and end with the grant. Every issue is audited,"
-            } else {
-                "Connections to these targets need no prompt until then. Keystrokes are recorded,"
+            what = match (
+                g.targets.iter().any(|t| t.starts_with("kube:")),
+                g.targets.iter().any(|t| !t.starts_with("kube:"))
+            ) {
+                (true, false) =>
+                    "Kubernetes certificates issued until then carry the break-glass groups\n\
+                                  and end with the grant. Each certificate is audited,",
+                (true, true) =>
+                    "Connections need no prompt and Kubernetes certificates carry the break-glass\n\
+                                 groups until then. Keystrokes and certificates are recorded,",
+                _ => "Connections to these targets need no prompt until then. Keystrokes are recorded,",
             },
             id = g.id,
             targets = g.targets.join(", "),

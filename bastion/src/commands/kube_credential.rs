@@ -21,10 +21,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     };
     let b = &ctx.bastion;
     let Some(cluster) = b.config.cluster(&name) else {
-        return Output::fail(
-            1,
-            format!("bastion: your groups map to no Kubernetes group on cluster {name}\n"),
-        );
+        return crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client);
     };
     match issue(b, &ctx.identity, cluster, args.ttl, Form::Exec, ctx.client).await {
         Ok(issued) => {

@@ -73,10 +73,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     };
     // Unknown clusters and clusters you get nothing on read the same.
     let Some(cluster) = b.config.cluster(&name) else {
-        return Output::fail(
-            1,
-            format!("bastion: your groups map to no Kubernetes group on cluster {name}\n"),
-        );
+        return crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client);
     };
     let Some(keys) = b.kube.get(&cluster.name) else {
         return Output::fail(1, format!("bastion: cluster {name} is not available\n"));
@@ -92,6 +89,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         // rather than at kubectl's first call.
         let decision = crate::kube::decide(b, &ctx.identity, cluster, None, crate::breakglass::now());
         if let policy::kube::KubeVerdict::Deny(why) = decision.verdict {
+            crate::kube::audit_denied(b, &ctx.identity, &cluster.name, Form::Exec, None, &why, ctx.client);
             return Output::fail(1, format!("bastion: {why}\n"));
         }
         let ssh_args = render::exec_ssh_args(
@@ -158,15 +156,24 @@ fn list(ctx: &CommandCtx) -> Output {
     let b = &ctx.bastion;
     let now = crate::breakglass::now();
     let mut out = String::new();
+    let who = crate::proxy::policy_identity(&ctx.identity);
     for c in &b.config.clusters {
-        if let policy::kube::KubeVerdict::Issue(cred) = crate::kube::decide(b, &ctx.identity, c, None, now).verdict {
-            out.push_str(&format!(
+        match crate::kube::decide(b, &ctx.identity, c, None, now).verdict {
+            policy::kube::KubeVerdict::Issue(cred) => out.push_str(&format!(
                 "{:<16} groups {:<40} TTL {} (max {})\n",
                 c.name,
                 cred.groups.join(","),
                 policy::kube::human(cred.ttl),
                 policy::kube::human(c.policy.max_ttl)
-            ));
+            )),
+            policy::kube::KubeVerdict::Deny(_) if c.policy.mappings.iter().any(|m| m.covers(&who)) => {
+                out.push_str(&format!(
+                    "{:<16} break-glass only: `breakglass {} --reason TEXT` first\n",
+                    c.name,
+                    policy::kube::grant_target(&c.name)
+                ))
+            }
+            policy::kube::KubeVerdict::Deny(_) => {}
         }
     }
     if out.is_empty() {

@@ -81,10 +81,10 @@ pub fn ca_init(cluster: &str, cert_out: &Path, key_out: &Path, validity: Duratio
         validity,
     )?;
     println!(
-        "Wrote {} and {} (valid {}).\nAdd the certificate to the API server's --client-ca-file bundle; keep the key on the bastion only.",
+        "Wrote {} and {} (valid {} days).\nAdd the certificate to the API server's --client-ca-file bundle; keep the key on the bastion only.",
         cert_out.display(),
         key_out.display(),
-        humantime::format_duration(validity)
+        validity.as_secs() / 86400
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@
 //!
 //! A client certificate is what the API server's `--client-ca-file`
 //! authentication reads: `CN=` the user, one `O=` per Kubernetes group.
-//! Each issue gets a fresh ECDSA P-256 key pair and a random 128-bit serial;
+//! Each issue gets a fresh ECDSA P-256 key pair and a random serial (17 bytes);
 //! `notBefore` is back-dated a minute for clock skew, `notAfter` is the
 //! issue time plus the TTL, and the only use is TLS client authentication.
 

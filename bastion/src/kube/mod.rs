@@ -105,6 +105,39 @@ impl Issued {
     }
 }
 
+/// How long issuing waits for the directory before it uses the groups the
+/// connection has (from login or the last live re-check).
+const DIRECTORY_WAIT: Duration = Duration::from_secs(3);
+
+/// The user as the directory sees them now: over a shared (ControlMaster)
+/// connection, `kube-credential` runs long after login, and a group taken
+/// away must count at the next certificate, not at the next re-check. An
+/// account no longer active is refused; a directory that cannot be reached
+/// leaves the connection's groups (signing must work while things are down).
+async fn current_identity(bastion: &Bastion, identity: &Identity) -> Result<Identity, String> {
+    if identity.emergency {
+        return Ok(identity.clone());
+    }
+    let looked_up = tokio::time::timeout(DIRECTORY_WAIT, bastion.directory.lookup(&identity.user)).await;
+    match looked_up {
+        Ok(Ok(u)) if u.state == crate::directory::AccountState::Active => Ok(Identity {
+            groups: u.groups,
+            group_dns: u.group_dns,
+            ..identity.clone()
+        }),
+        Ok(Ok(u)) => Err(format!("account {}", u.state.as_str())),
+        Ok(Err(crate::directory::DirError::Unavailable(e))) => {
+            tracing::warn!(user = %identity.user, error = %e, "directory unavailable; issuing with the groups from login");
+            Ok(identity.clone())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => {
+            tracing::warn!(user = %identity.user, "directory slow; issuing with the groups from login");
+            Ok(identity.clone())
+        }
+    }
+}
+
 /// Decides with the user's active grants from the state store. A store
 /// that cannot be read counts as "no grant" (fail closed).
 pub fn decide(
@@ -145,22 +178,14 @@ pub async fn issue(
         .kube
         .get(&cluster.name)
         .ok_or_else(|| format!("cluster {} is not available", cluster.name))?;
+    let fresh = current_identity(bastion, identity).await?;
+    let identity = &fresh;
     let now_unix = now();
     let decision = decide(bastion, identity, cluster, asked_ttl, now_unix);
     let credential = match decision.verdict {
         policy::kube::KubeVerdict::Issue(c) => c,
         policy::kube::KubeVerdict::Deny(message) => {
-            bastion.audit.record(
-                "kube.denied",
-                json!({
-                    "user": identity.user,
-                    "cluster": cluster.name,
-                    "form": form.as_str(),
-                    "ttl_asked": asked_ttl.map(|t| t.as_secs()),
-                    "reason": message,
-                    "client": client.to_string(),
-                }),
-            );
+            audit_denied(bastion, identity, &cluster.name, form, asked_ttl, &message, client);
             return Err(message);
         }
     };
@@ -210,16 +235,21 @@ pub async fn issue(
         "Kubernetes certificate issued"
     );
     let mut notes = Vec::new();
-    if credential.ttl_capped_by_grant {
+    if credential.ttl_capped_by_grant && form == Form::Kubeconfig {
         notes.push(format!(
             "valid for {} only: the break-glass grant ends then",
             policy::kube::human(credential.ttl)
         ));
     }
-    if credential.break_glass_available {
+    if credential.break_glass_available && form == Form::Kubeconfig {
         notes.push(format!(
-            "more groups need break-glass: `breakglass {} --reason TEXT`",
-            policy::kube::grant_target(&cluster.name)
+            "more groups need break-glass: `breakglass {} --reason TEXT{}`",
+            policy::kube::grant_target(&cluster.name),
+            if bastion.config.policy.break_glass.ticket.is_some() {
+                " --ticket ID"
+            } else {
+                ""
+            }
         ));
     }
     Ok(Issued {
@@ -229,6 +259,52 @@ pub async fn issue(
         grant_id,
         notes,
     })
+}
+
+/// Audits a refused credential.
+pub fn audit_denied(
+    bastion: &Bastion,
+    identity: &Identity,
+    cluster: &str,
+    form: Form,
+    asked_ttl: Option<Duration>,
+    reason: &str,
+    client: SocketAddr,
+) {
+    bastion.audit.record(
+        "kube.denied",
+        json!({
+            "user": identity.user,
+            "cluster": cluster,
+            "form": form.as_str(),
+            "ttl_asked": asked_ttl.map(|t| t.as_secs()),
+            "reason": reason,
+            "client": client.to_string(),
+        }),
+    );
+}
+
+/// The answer for a cluster name that is not configured: the same as for a
+/// cluster the user gets nothing on (no probing for names), audited.
+pub fn unknown_cluster(
+    bastion: &Bastion,
+    identity: &Identity,
+    name: &str,
+    client: SocketAddr,
+) -> crate::commands::Output {
+    audit_denied(
+        bastion,
+        identity,
+        name,
+        Form::Kubeconfig,
+        None,
+        "no such cluster",
+        client,
+    );
+    crate::commands::Output::fail(
+        1,
+        format!("bastion: your groups map to no Kubernetes group on cluster {name}\n"),
+    )
 }
 
 /// Where engineers reach the bastion with `ssh`: `server.public_address`,

@@ -393,7 +393,11 @@ impl OuterHandler {
             return;
         };
         let pty = self.command_ptys.remove(&channel);
-        let identity = self.identity.clone().expect("commands run only after authentication");
+        // The latest groups from the live re-check, not those of login.
+        let identity = match &self.identity_updates {
+            Some(updates) => updates.borrow().clone(),
+            None => self.identity.clone().expect("commands run only after authentication"),
+        };
         let ctx = commands::CommandCtx {
             bastion: self.bastion.clone(),
             identity,
