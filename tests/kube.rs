@@ -4,7 +4,8 @@
 //! certificates signed by the cluster's client CA and reports the subject
 //! it saw: embedded certificates, the exec plugin through `ssh` (called
 //! again once the certificate expired, one ControlMaster connection for
-//! all calls), refusals (no mapped group, TTL above the maximum), break-glass
+//! all calls), refusals (no mapped group, TTL above the maximum), issuing while
+//! the API server is down, break-glass
 //! groups, a certificate from another CA refused by the endpoint, and the
 //! operator's issued list.
 
@@ -41,7 +42,7 @@ fn self_signed(key: &Path, cert: &Path, subject: &str, extra: &[&str]) {
 
 /// A running stand-in API server and what it logged.
 struct Endpoint {
-    _proc: Bg,
+    proc: Bg,
     port: u16,
     log: PathBuf,
     /// Its certificate, which is also its CA bundle (self-signed).
@@ -80,12 +81,18 @@ impl Endpoint {
             proc.stderr()
         );
         let port = fs::read_to_string(&port_file).unwrap().trim().parse().unwrap();
-        Endpoint {
-            _proc: proc,
-            port,
-            log,
-            cert,
-        }
+        Endpoint { proc, port, log, cert }
+    }
+
+    /// Stops it, as an API server that is down.
+    fn stop(&mut self) {
+        self.proc.signal(libc::SIGTERM);
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port))
+                .is_err()),
+            "the endpoint still answers"
+        );
     }
 
     fn url(&self) -> String {
@@ -343,6 +350,16 @@ fn refusals_say_why_and_other_cas_are_refused_by_the_endpoint() {
     fs::write(&good_config, &good.stdout).unwrap();
     kubectl(&good_config)
         .args(["get", "--raw", "/version"])
+        .run()
+        .expect_ok();
+
+    // The API server down: issuing goes on (signing is offline).
+    let mut k = k;
+    k.endpoint.stop();
+    let out = ssh(&k.alice).args(["bastion", "kubeconfig", "prod"]).run().expect_ok();
+    assert!(out.stdout.contains("client-certificate-data"), "{out}");
+    ssh(&k.alice)
+        .args(["bastion", "kube-credential", "prod"])
         .run()
         .expect_ok();
 }
