@@ -274,6 +274,8 @@ impl Utf8Carry {
             joined = t;
             &joined
         };
+        let whole = rest;
+        let mut invalid = 0;
         let mut out: Vec<Piece> = Vec::new();
         loop {
             match std::str::from_utf8(rest) {
@@ -293,6 +295,15 @@ impl Utf8Carry {
                         Some(n) => {
                             push_bytes(&mut out, &rest[valid..valid + n]);
                             rest = &rest[valid + n..];
+                            invalid += n;
+                            if out.len() > BINARY_PIECES && invalid * BINARY_SHARE > whole.len() - rest.len() {
+                                // Binary output (a `cat` of an executable, random bytes): text
+                                // and invalid bytes alternate every few bytes, and one event per
+                                // piece would cost a line each (the stored chunk grew 20-fold).
+                                // Kept whole as bytes instead: the same bytes read back.
+                                self.tail.clear();
+                                return vec![Piece::Bytes(whole.to_vec())];
+                            }
                         }
                     }
                 }
@@ -310,6 +321,11 @@ impl Utf8Carry {
         }
     }
 }
+
+/// A push that splits into more pieces than this, with more than one byte
+/// in [`BINARY_SHARE`] not UTF-8, is stored whole as bytes.
+const BINARY_PIECES: usize = 8;
+const BINARY_SHARE: usize = 4;
 
 fn push_text(out: &mut Vec<Piece>, s: &str) {
     if s.is_empty() {
@@ -352,6 +368,43 @@ pub fn piece_fields(piece: Piece) -> (Option<String>, Option<String>) {
     }
 }
 
+/// Writes the stored line of an `o` (or, with `input`, `i`) event for
+/// `piece` into `out`: byte for byte what [`Event::to_line`] writes for the
+/// event [`piece_fields`] makes of it, without building its strings first
+/// (the recorder's hot path for session output).
+pub fn write_data_line(out: &mut Vec<u8>, t: f64, ch: u32, input: bool, err: bool, piece: &Piece) {
+    use std::io::Write;
+    out.extend_from_slice(b"{\"t\":");
+    // Writing into a Vec cannot fail; the number is formatted as serde_json does it.
+    let _ = serde_json::to_writer(&mut *out, &t);
+    let _ = write!(out, ",\"ch\":{ch},\"e\":\"{}\"", if input { "i" } else { "o" });
+    match piece {
+        Piece::Text(s) if !escape_heavy(s) => {
+            out.extend_from_slice(b",\"d\":");
+            let _ = serde_json::to_writer(&mut *out, s.as_str());
+        }
+        Piece::Text(s) => write_b64(out, s.as_bytes()),
+        Piece::Bytes(b) => write_b64(out, b),
+    }
+    if err && !input {
+        out.extend_from_slice(b",\"err\":true");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
+    use base64::Engine;
+    out.extend_from_slice(b",\"b64\":\"");
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or_else(|| unreachable!("a piece fits in memory"));
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or_else(|_| unreachable!("the slice has the encoded length"));
+    out.truncate(start + written);
+    out.push(b'"');
+}
+
 /// The bytes an `o`/`i` event stands for (text and `b64` joined back).
 pub fn event_bytes(d: &Option<String>, b64: &Option<String>) -> Vec<u8> {
     use base64::Engine;
@@ -380,6 +433,55 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn data_lines_are_written_exactly_as_their_events_serialise() {
+        let pieces = [
+            Piece::Text("ls -l\r\n\u{1b}[1mbold\u{1b}[0m \"q\" \\ é€\n".into()),
+            Piece::Text("\0".repeat(100)),
+            Piece::Text(String::new()),
+            Piece::Bytes(vec![0xff, 0, 1, 2, 3]),
+            Piece::Bytes(vec![]),
+        ];
+        for t in [0.0, 1.5, 0.000001, 12345.678901, 1e-7] {
+            for piece in &pieces {
+                for (input, err) in [(false, false), (false, true), (true, false)] {
+                    let (d, b64) = piece_fields(piece.clone());
+                    let kind = if input {
+                        EventKind::Input { d, b64 }
+                    } else {
+                        EventKind::Output { d, b64, err }
+                    };
+                    let want = Event { t, ch: 3, kind }.to_line();
+                    let mut got = Vec::new();
+                    write_data_line(&mut got, t, 3, input, err, piece);
+                    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn binary_output_is_kept_whole_as_bytes() {
+        let mut x: u32 = 12345;
+        let random: Vec<u8> = (0..4096)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let mut c = Utf8Carry::default();
+        let mut pieces = c.push(&random);
+        assert_eq!(pieces, vec![Piece::Bytes(random.clone())]);
+        pieces.extend(c.finish());
+        assert_eq!(join(&pieces), random);
+        // Text with a few stray bytes stays text.
+        let mut latin = b"un caf\xe9 au lait, deux th\xe9s, trois cr\xeapes; ".repeat(20);
+        latin.extend_from_slice("naïve\n".as_bytes());
+        let pieces = c.push(&latin);
+        assert!(pieces.len() > 3 && matches!(pieces[0], Piece::Text(_)));
+        assert_eq!(join(&pieces), latin);
+    }
 
     fn join(pieces: &[Piece]) -> Vec<u8> {
         pieces

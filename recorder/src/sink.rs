@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::format::{self, Event, EventKind, Flow, Utf8Carry};
+use crate::format::{self, Event, EventKind, Flow, Piece, Utf8Carry};
 use crate::manifest::{self, ChannelSummary, ChunkEntry, EndedHow, Gap, Manifest, SessionInfo};
 use crate::sftp::{self, ScpParser, SftpParser, Transfer};
 use crate::spool::{self, ChunkWriter};
@@ -554,11 +554,20 @@ impl Translator {
         })
     }
 
-    fn translate(&mut self, r: Record, out: &mut Vec<Event>) {
+    fn translate(&mut self, r: Record, out: &mut Vec<Out>) {
         let t = format::secs(r.at);
         let ch = r.channel;
         let record_input = self.record_input;
-        let mut push = |kind: EventKind| out.push(Event { t, ch, kind });
+        macro_rules! push {
+            ($kind:expr) => {
+                out.push(Out::Event(Event { t, ch, kind: $kind }))
+            };
+        }
+        macro_rules! push_data {
+            ($piece:expr, $input:expr, $err:expr) => {
+                emit_data(out, t, ch, $input, $err, $piece)
+            };
+        }
         let c = self.chan(ch);
         match r.event {
             ChannelEvent::Open(kind) => {
@@ -572,7 +581,7 @@ impl Translator {
                     c.forward = Some((h.clone(), p));
                     c.summary.destination = Some(format!("{h}:{p}"));
                 }
-                push(EventKind::Open {
+                push!(EventKind::Open {
                     kind: name.into(),
                     host,
                     port,
@@ -580,13 +589,13 @@ impl Translator {
             }
             ChannelEvent::Pty { term, cols, rows } => {
                 c.summary.pty = Some(format!("{term} {cols}x{rows}"));
-                push(EventKind::Pty { term, cols, rows });
+                push!(EventKind::Pty { term, cols, rows });
             }
-            ChannelEvent::Resize { cols, rows } => push(EventKind::Resize {
+            ChannelEvent::Resize { cols, rows } => push!(EventKind::Resize {
                 d: format!("{cols}x{rows}"),
             }),
-            ChannelEvent::Env { name, value } => push(EventKind::Env { name, value }),
-            ChannelEvent::Shell => push(EventKind::Shell {}),
+            ChannelEvent::Env { name, value } => push!(EventKind::Env { name, value }),
+            ChannelEvent::Shell => push!(EventKind::Shell {}),
             ChannelEvent::Exec { command } => {
                 c.transfer = sftp::classify_exec(&command).map(|t| match t {
                     Transfer::ScpSink => TransferState::Scp(ScpParser::new(true), Direction::Input),
@@ -595,16 +604,16 @@ impl Translator {
                     Transfer::Sftp => TransferState::Sftp(SftpParser::new()),
                 });
                 c.summary.command = Some(command.clone());
-                push(EventKind::Exec { command });
+                push!(EventKind::Exec { command });
             }
             ChannelEvent::Subsystem { name } => {
                 if sftp::classify_subsystem(&name).is_some() {
                     c.transfer = Some(TransferState::Sftp(SftpParser::new()));
                 }
                 c.summary.subsystem = Some(name.clone());
-                push(EventKind::Subsystem { name });
+                push!(EventKind::Subsystem { name });
             }
-            ChannelEvent::Signal { name } => push(EventKind::Signal { name }),
+            ChannelEvent::Signal { name } => push!(EventKind::Signal { name }),
             ChannelEvent::Data {
                 direction,
                 stderr,
@@ -623,16 +632,16 @@ impl Translator {
                     // Messages of the transfer program itself are kept as text below.
                     (Some(_), Direction::Output, true) => {}
                     (Some(TransferState::Sftp(p)), Direction::Input, _) => {
-                        p.client(&bytes).into_iter().for_each(&mut push);
+                        p.client(&bytes).into_iter().for_each(|k| push!(k));
                         return;
                     }
                     (Some(TransferState::Sftp(p)), Direction::Output, _) => {
-                        p.server(&bytes).into_iter().for_each(&mut push);
+                        p.server(&bytes).into_iter().for_each(|k| push!(k));
                         return;
                     }
                     (Some(TransferState::Scp(p, carrying)), d, _) => {
                         if d == *carrying {
-                            p.feed(&bytes).into_iter().for_each(&mut push);
+                            p.feed(&bytes).into_iter().for_each(|k| push!(k));
                         }
                         return;
                     }
@@ -646,7 +655,7 @@ impl Translator {
                     (Direction::Output, true) => (&mut c.stderr, false),
                 };
                 for piece in carry.push(&bytes) {
-                    push(data_event(piece, input, stderr));
+                    push_data!(piece, input, stderr);
                 }
             }
             ChannelEvent::Eof { direction } => {
@@ -656,10 +665,10 @@ impl Translator {
                 };
                 for (carry, input, err) in carries {
                     if let Some(piece) = carry.finish() {
-                        push(data_event(piece, input, err));
+                        push_data!(piece, input, err);
                     }
                 }
-                push(EventKind::Eof {
+                push!(EventKind::Eof {
                     dir: match direction {
                         Direction::Input => Flow::In,
                         Direction::Output => Flow::Out,
@@ -668,7 +677,7 @@ impl Translator {
             }
             ChannelEvent::ExitStatus { status } => {
                 c.summary.exit_status = Some(status);
-                push(EventKind::Exit {
+                push!(EventKind::Exit {
                     status: Some(status),
                     signal: None,
                     core: false,
@@ -676,13 +685,13 @@ impl Translator {
             }
             ChannelEvent::ExitSignal { signal, core_dumped } => {
                 c.summary.exit_signal = Some(signal.clone());
-                push(EventKind::Exit {
+                push!(EventKind::Exit {
                     status: None,
                     signal: Some(signal),
                     core: core_dumped,
                 });
             }
-            ChannelEvent::Refused { request, reason } => push(EventKind::Refused { request, reason }),
+            ChannelEvent::Refused { request, reason } => push!(EventKind::Refused { request, reason }),
             ChannelEvent::Close => {
                 if c.summary.closed {
                     return;
@@ -693,16 +702,16 @@ impl Translator {
                     (&mut c.stderr, false, true),
                 ] {
                     if let Some(piece) = carry.finish() {
-                        push(data_event(piece, input, err));
+                        push_data!(piece, input, err);
                     }
                 }
                 match &mut c.transfer {
-                    Some(TransferState::Sftp(p)) => p.finish().into_iter().for_each(&mut push),
-                    Some(TransferState::Scp(p, _)) => p.finish().into_iter().for_each(&mut push),
+                    Some(TransferState::Sftp(p)) => p.finish().into_iter().for_each(|k| push!(k)),
+                    Some(TransferState::Scp(p, _)) => p.finish().into_iter().for_each(|k| push!(k)),
                     _ => {}
                 }
                 if let Some((host, port)) = c.forward.clone() {
-                    push(EventKind::Fwd {
+                    push!(EventKind::Fwd {
                         host,
                         port,
                         bytes_in: c.summary.bytes_in,
@@ -710,7 +719,7 @@ impl Translator {
                     });
                 }
                 c.summary.closed = true;
-                push(EventKind::Close {
+                push!(EventKind::Close {
                     bytes_in: c.summary.bytes_in,
                     bytes_out: c.summary.bytes_out,
                 });
@@ -720,7 +729,7 @@ impl Translator {
 
     /// At the end of a session that did not close all its channels: what the
     /// carries and parsers still hold.
-    fn flush_all(&mut self, t: f64, out: &mut Vec<Event>) {
+    fn flush_all(&mut self, t: f64, out: &mut Vec<Out>) {
         let open: Vec<u32> = self
             .channels
             .iter()
@@ -729,33 +738,81 @@ impl Translator {
             .collect();
         for ch in open {
             let c = self.chan(ch);
-            let mut kinds = Vec::new();
             for (carry, input, err) in [
                 (&mut c.input, true, false),
                 (&mut c.output, false, false),
                 (&mut c.stderr, false, true),
             ] {
                 if let Some(piece) = carry.finish() {
-                    kinds.push(data_event(piece, input, err));
+                    emit_data(out, t, ch, input, err, piece);
                 }
             }
-            match &mut c.transfer {
-                Some(TransferState::Sftp(p)) => kinds.extend(p.finish()),
-                Some(TransferState::Scp(p, _)) => kinds.extend(p.finish()),
-                _ => {}
-            }
-            out.extend(kinds.into_iter().map(|kind| Event { t, ch, kind }));
+            let kinds = match &mut c.transfer {
+                Some(TransferState::Sftp(p)) => p.finish(),
+                Some(TransferState::Scp(p, _)) => p.finish(),
+                _ => Vec::new(),
+            };
+            out.extend(kinds.into_iter().map(|kind| Out::Event(Event { t, ch, kind })));
         }
     }
 }
 
-fn data_event(piece: format::Piece, input: bool, err: bool) -> EventKind {
-    let (d, b64) = format::piece_fields(piece);
-    if input {
-        EventKind::Input { d, b64 }
-    } else {
-        EventKind::Output { d, b64, err }
+/// What the translator hands to the chunk writer: an event, or a piece of
+/// `o`/`i` data, written straight as its line ([`format::write_data_line`]).
+enum Out {
+    Event(Event),
+    Data {
+        t: f64,
+        ch: u32,
+        input: bool,
+        err: bool,
+        piece: Piece,
+    },
+}
+
+impl Out {
+    fn t(&self) -> f64 {
+        match self {
+            Out::Event(e) => e.t,
+            Out::Data { t, .. } => *t,
+        }
     }
+}
+
+/// Consecutive data of one channel and stream is merged into one event up
+/// to this many bytes: one line instead of one per SSH packet. It keeps the
+/// first packet's time (the others came within the same batch from the queue).
+const MERGE_BYTES: usize = 64 * 1024;
+
+fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece: Piece) {
+    if let Some(Out::Data {
+        ch: c,
+        input: i,
+        err: e,
+        piece: last,
+        ..
+    }) = out.last_mut()
+        && (*c, *i, *e) == (ch, input, err)
+    {
+        match (last, &piece) {
+            (Piece::Text(a), Piece::Text(b)) if a.len() + b.len() <= MERGE_BYTES => {
+                a.push_str(b);
+                return;
+            }
+            (Piece::Bytes(a), Piece::Bytes(b)) if a.len() + b.len() <= MERGE_BYTES => {
+                a.extend_from_slice(b);
+                return;
+            }
+            _ => {}
+        }
+    }
+    out.push(Out::Data {
+        t,
+        ch,
+        input,
+        err,
+        piece,
+    });
 }
 
 /// Seals the open chunk on a blocking thread (fsync can take a while).
@@ -774,37 +831,118 @@ async fn seal(
     }
 }
 
+type Sealing = JoinHandle<std::io::Result<(ChunkEntry, u64)>>;
+
+/// Starts sealing the open chunk on a blocking thread; the recording goes on
+/// meanwhile (the next chunk waits in memory, see [`ChunkWriter::begin_seal`]).
+fn begin_seal(writer: &mut ChunkWriter, tr: &Translator) -> Option<Sealing> {
+    let job = writer.begin_seal()?;
+    let channels = tr.summaries();
+    Some(tokio::task::spawn_blocking(move || job.run(channels)))
+}
+
+async fn sealed(h: &mut Sealing) -> std::io::Result<Option<(ChunkEntry, u64)>> {
+    match h.await {
+        Ok(r) => r.map(Some),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Raw bytes taken from the queue in one go (when that much is waiting)
+/// before they are written: consecutive reads become one event, see [`emit_data`].
+const BATCH_BYTES: u64 = 64 * 1024;
+
+fn record_len(r: &Record) -> u64 {
+    match &r.event {
+        ChannelEvent::Data { bytes, .. } => bytes.len() as u64,
+        _ => 64,
+    }
+}
+
+/// Writes what the translator made into the open chunk.
+fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out], line: &mut Vec<u8>) -> std::io::Result<()> {
+    for o in outs {
+        let n = match o {
+            Out::Event(e) => writer.append(e)?,
+            Out::Data {
+                t,
+                ch,
+                input,
+                err,
+                piece,
+            } => {
+                line.clear();
+                format::write_data_line(line, *t, *ch, *input, *err, piece);
+                writer.append_line(*t, line)?
+            }
+        };
+        shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// One session: records until every tap is gone (closed), the recorder
 /// shuts down, or the spool fails; then seals and writes the manifest.
+///
+/// A full chunk is sealed (fsync, rename, directory fsync, index) on a
+/// blocking thread while the next one fills in memory; the next one may not
+/// go past `chunk_bytes` before that seal is done, and is not written to the
+/// spool before it: the spool never holds more than one chunk that is not
+/// durable, and the queue's back-pressure reaches the relay as before.
 async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: SessionInfo, mut rx: mpsc::Receiver<Record>) {
     let mut tr = Translator {
         record_input: info.record_input,
         channels: BTreeMap::new(),
     };
+    let chunk_bytes = shared.config.chunk_bytes;
     let mut chunks: Vec<ChunkEntry> = Vec::new();
     let mut deadline: Option<Instant> = None;
+    let mut sealing: Option<Sealing> = None;
     let mut shutdown = shared.shutdown.subscribe();
-    let mut events = Vec::new();
+    let mut outs: Vec<Out> = Vec::new();
+    let mut line = Vec::new();
     let mut last_t = 0.0;
     let mut failure: Option<String> = None;
     let how = loop {
+        let held = sealing.is_some() && writer.size() >= chunk_bytes;
         tokio::select! {
             biased;
             stopping = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
                 if stopping { break EndedHow::Shutdown }
             }
-            rec = rx.recv() => {
-                let Some(rec) = rec else { break EndedHow::Closed };
-                events.clear();
-                tr.translate(rec, &mut events);
-                let mut res = Ok(());
-                for e in &events {
-                    last_t = e.t;
-                    match writer.append(e) {
-                        Ok(n) => { shared.bytes.fetch_add(n as i64, Ordering::Relaxed); }
-                        Err(e) => { res = Err(e); break; }
-                    }
+            r = async { sealed(sealing.as_mut().unwrap_or_else(|| unreachable!("guarded"))).await }, if sealing.is_some() => {
+                sealing = None;
+                writer.sealed();
+                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+                    failure = Some(e);
+                    break EndedHow::Failed;
                 }
+                if let Err(e) = writer.write_out() {
+                    failure = Some(format!("writing the spool failed: {e}"));
+                    break EndedHow::Failed;
+                }
+                // The chunk that filled meanwhile may be due already.
+                if writer.size() >= chunk_bytes || deadline.is_some_and(|d| d <= Instant::now()) {
+                    deadline = None;
+                    sealing = begin_seal(&mut writer, &tr);
+                }
+            }
+            rec = rx.recv(), if !held => {
+                let Some(rec) = rec else { break EndedHow::Closed };
+                outs.clear();
+                // What is already waiting goes in one batch, up to the chunk's room.
+                let limit = BATCH_BYTES.min(chunk_bytes.saturating_sub(writer.size()));
+                let mut taken = record_len(&rec);
+                tr.translate(rec, &mut outs);
+                while taken < limit {
+                    let Ok(rec) = rx.try_recv() else { break };
+                    taken += record_len(&rec);
+                    tr.translate(rec, &mut outs);
+                }
+                if let Some(o) = outs.last() {
+                    last_t = o.t();
+                }
+                let mut res = append_all(&shared, &mut writer, &outs, &mut line);
                 if res.is_ok() && rx.is_empty() {
                     res = writer.write_out();
                 }
@@ -815,36 +953,33 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
                 if deadline.is_none() && writer.has_events() {
                     deadline = Some(Instant::now() + shared.config.chunk_interval);
                 }
-                if writer.size() >= shared.config.chunk_bytes {
+                if writer.size() >= chunk_bytes && sealing.is_none() {
                     deadline = None;
-                    let (w, r) = seal(writer, tr.summaries()).await;
-                    writer = w;
-                    if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
-                        failure = Some(e);
-                        break EndedHow::Failed;
-                    }
+                    sealing = begin_seal(&mut writer, &tr);
                 }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && sealing.is_none() => {
                 deadline = None;
-                let (w, r) = seal(writer, tr.summaries()).await;
-                writer = w;
-                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
-                    failure = Some(e);
-                    break EndedHow::Failed;
-                }
+                sealing = begin_seal(&mut writer, &tr);
             }
         }
     };
     // From here the relays' next `record` fails: nothing is relayed unrecorded.
     rx.close();
+    if let Some(mut h) = sealing.take() {
+        let r = sealed(&mut h).await;
+        writer.sealed();
+        if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+            failure.get_or_insert(e);
+        }
+    }
     let mut end = Vec::new();
     if failure.is_none() {
         // Events already accepted may have been relayed: they are recorded too.
         while let Some(rec) = rx.recv().await {
             tr.translate(rec, &mut end);
         }
-        last_t = end.last().map(|e| e.t).unwrap_or(last_t);
+        last_t = end.last().map(|e| e.t()).unwrap_or(last_t);
     }
     drop(rx);
     let session = info.session.clone();
@@ -853,15 +988,10 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
     }
     tr.flush_all(last_t, &mut end);
     let mut result: Result<(), String> = Ok(());
-    if failure.is_none() {
-        for e in &end {
-            match writer.append(e) {
-                Ok(n) => {
-                    shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
-                }
-                Err(e) => result = Err(format!("writing the spool failed: {e}")),
-            }
-        }
+    if failure.is_none()
+        && let Err(e) = append_all(&shared, &mut writer, &end, &mut line)
+    {
+        result = Err(format!("writing the spool failed: {e}"));
     }
     // Even after a failure, try to close the recording properly; if the disk
     // refuses, the session stays in the spool and start-up recovery ends it.

@@ -82,12 +82,23 @@ pub fn read_index(dir: &Path) -> io::Result<Vec<IndexEntry>> {
 /// The open chunk of one session. Appends go to the page cache as events
 /// arrive (a crash of the process loses nothing written); `seal` makes the
 /// chunk durable and hands it to the uploader.
+///
+/// Sealing can run beside the recording: [`ChunkWriter::begin_seal`] takes
+/// the open chunk out as a [`SealJob`] (its hash is known at once, so the
+/// next chunk can chain to it), and the next chunk's lines wait in memory —
+/// not in `current.jsonl`, which is still the sealing chunk's name until its
+/// job renamed it — until [`ChunkWriter::sealed`] says the job is done. The
+/// spool thus never holds more than one chunk that is not yet durable.
 pub struct ChunkWriter {
     dir: PathBuf,
     session: String,
     seq: u64,
     prev: String,
     file: Option<File>,
+    /// The open chunk has its header.
+    started: bool,
+    /// A seal job of the previous chunk runs: no file may be opened yet.
+    held: bool,
     buf: Vec<u8>,
     hasher: Sha256,
     size: u64,
@@ -98,6 +109,53 @@ pub struct ChunkWriter {
 /// Writes are batched up to this much before going to the file.
 const WRITE_BUF: usize = 64 * 1024;
 
+/// A chunk taken out of its [`ChunkWriter`] to be sealed: fsync, rename to
+/// `chunk-<seq>.jsonl`, fsync of the directory, its line in the index.
+pub struct SealJob {
+    dir: PathBuf,
+    file: Option<File>,
+    rest: Vec<u8>,
+    entry: ChunkEntry,
+    last_t: Option<f64>,
+}
+
+impl SealJob {
+    /// The chunk as the manifest will list it.
+    pub fn entry(&self) -> &ChunkEntry {
+        &self.entry
+    }
+
+    /// Makes the chunk durable and sealed, notes it in the index with
+    /// `channels`. Returns the entry and the bytes the index grew by.
+    /// Blocking: call from a blocking thread.
+    pub fn run(self, channels: Vec<ChannelSummary>) -> io::Result<(ChunkEntry, u64)> {
+        let mut file = match self.file {
+            Some(f) => f,
+            None => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join(CURRENT))?,
+        };
+        if !self.rest.is_empty() {
+            file.write_all(&self.rest)?;
+        }
+        file.sync_all()?;
+        drop(file);
+        let name = format::chunk_file_name(self.entry.seq);
+        fs::rename(self.dir.join(CURRENT), self.dir.join(&name))?;
+        fsync_dir(&self.dir)?;
+        let grew = append_index(
+            &self.dir,
+            &IndexEntry {
+                chunk: self.entry.clone(),
+                last_t: self.last_t,
+                channels,
+            },
+        )?;
+        Ok((self.entry, grew))
+    }
+}
+
 impl ChunkWriter {
     /// The next chunk will be `seq`, chained to `prev`.
     pub fn new(dir: PathBuf, session: String, seq: u64, prev: String) -> Self {
@@ -107,6 +165,8 @@ impl ChunkWriter {
             seq,
             prev,
             file: None,
+            started: false,
+            held: false,
             buf: Vec::new(),
             hasher: Sha256::new(),
             size: 0,
@@ -134,28 +194,33 @@ impl ChunkWriter {
         &self.prev
     }
 
+    fn start(&mut self) -> io::Result<u64> {
+        if self.started {
+            return Ok(0);
+        }
+        self.started = true;
+        let mut header = serde_json::to_vec(&ChunkHeader {
+            session: self.session.clone(),
+            seq: self.seq,
+            prev: self.prev.clone(),
+        })
+        .map_err(io::Error::other)?;
+        header.push(b'\n');
+        Ok(self.push(&header))
+    }
+
     /// Adds an event; returns how many bytes the spool grew by.
     pub fn append(&mut self, event: &Event) -> io::Result<u64> {
-        let mut grew = 0;
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(self.dir.join(CURRENT))?;
-            self.file = Some(file);
-            let mut header = serde_json::to_vec(&ChunkHeader {
-                session: self.session.clone(),
-                seq: self.seq,
-                prev: self.prev.clone(),
-            })
-            .map_err(io::Error::other)?;
-            header.push(b'\n');
-            grew += self.push(&header);
-        }
-        let line = event.to_line();
-        grew += self.push(&line);
+        self.append_line(event.t, &event.to_line())
+    }
+
+    /// Adds an event already written as its line (with the newline, see
+    /// [`format::write_data_line`]); returns how many bytes the spool grew by.
+    pub fn append_line(&mut self, t: f64, line: &[u8]) -> io::Result<u64> {
+        let mut grew = self.start()?;
+        grew += self.push(line);
         self.events += 1;
-        self.last_t = Some(event.t);
+        self.last_t = Some(t);
         if self.buf.len() >= WRITE_BUF {
             self.write_out()?;
         }
@@ -169,32 +234,35 @@ impl ChunkWriter {
         bytes.len() as u64
     }
 
-    /// Hands buffered lines to the file (page cache; no fsync).
+    /// Hands buffered lines to the file (page cache; no fsync). While the
+    /// previous chunk's seal job runs they stay in memory.
     pub fn write_out(&mut self) -> io::Result<()> {
-        if let Some(f) = self.file.as_mut()
-            && !self.buf.is_empty()
-        {
+        if self.held || self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join(CURRENT))?;
+            self.file = Some(file);
+        }
+        if let Some(f) = self.file.as_mut() {
             f.write_all(&self.buf)?;
             self.buf.clear();
         }
         Ok(())
     }
 
-    /// Makes the open chunk durable and sealed: fsync, rename to
-    /// `chunk-<seq>.jsonl`, fsync the directory, note it in the index with
-    /// `channels`. Returns the entry and the bytes the index grew by; `None`
-    /// when there was nothing to seal. Blocking: call from a blocking thread.
-    pub fn seal(&mut self, channels: Vec<ChannelSummary>) -> io::Result<Option<(ChunkEntry, u64)>> {
-        if self.file.is_none() {
-            return Ok(None);
+    /// Takes the open chunk out to be sealed and starts the next one, chained
+    /// to it; `None` when there is nothing to seal. Until [`Self::sealed`] is
+    /// called, the next chunk stays in memory. Must not be called while an
+    /// earlier job runs.
+    pub fn begin_seal(&mut self) -> Option<SealJob> {
+        debug_assert!(!self.held, "one seal job at a time");
+        if !self.started {
+            return None;
         }
-        self.write_out()?;
-        let file = self.file.take().unwrap_or_else(|| unreachable!("checked above"));
-        file.sync_all()?;
-        drop(file);
-        let name = format::chunk_file_name(self.seq);
-        fs::rename(self.dir.join(CURRENT), self.dir.join(&name))?;
-        fsync_dir(&self.dir)?;
         let sha: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         let entry = ChunkEntry {
             seq: self.seq,
@@ -202,19 +270,44 @@ impl ChunkWriter {
             size: self.size,
             sha256: hex::encode(sha),
         };
-        let grew = append_index(
-            &self.dir,
-            &IndexEntry {
-                chunk: entry.clone(),
-                last_t: self.last_t,
-                channels,
-            },
-        )?;
-        self.prev = entry.sha256.clone();
+        let job = SealJob {
+            dir: self.dir.clone(),
+            file: self.file.take(),
+            rest: std::mem::take(&mut self.buf),
+            entry,
+            last_t: self.last_t,
+        };
+        self.prev = job.entry.sha256.clone();
         self.seq += 1;
         self.size = 0;
         self.events = 0;
-        Ok(Some((entry, grew)))
+        self.started = false;
+        self.held = true;
+        Some(job)
+    }
+
+    /// The seal job of the previous chunk is done: the next chunk may have
+    /// its file.
+    pub fn sealed(&mut self) {
+        self.held = false;
+    }
+
+    /// Whether a seal job of this writer runs.
+    pub fn sealing(&self) -> bool {
+        self.held
+    }
+
+    /// Makes the open chunk durable and sealed: fsync, rename to
+    /// `chunk-<seq>.jsonl`, fsync the directory, note it in the index with
+    /// `channels`. Returns the entry and the bytes the index grew by; `None`
+    /// when there was nothing to seal. Blocking: call from a blocking thread.
+    pub fn seal(&mut self, channels: Vec<ChannelSummary>) -> io::Result<Option<(ChunkEntry, u64)>> {
+        let Some(job) = self.begin_seal() else {
+            return Ok(None);
+        };
+        let r = job.run(channels);
+        self.sealed();
+        r.map(Some)
     }
 }
 
