@@ -8,7 +8,7 @@
 //! session starts while the spool is over its bound. Nothing in the spool is
 //! deleted before the store confirmed it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,6 +133,12 @@ struct Shared {
     open: AtomicU64,
     last_upload_error: Mutex<Option<String>>,
     last_spool_error: Mutex<Option<String>>,
+    /// The SHA-256 of each chunk sealed by this process, by key, as its
+    /// writer hashed it: the uploader hands it to the store (which checks
+    /// the bytes it got against it) instead of hashing the file again.
+    sealed_sha: Mutex<HashMap<String, [u8; 32]>>,
+    /// Uploaded chunk files kept for the running sessions' next chunks.
+    spares: spool::Spares,
     /// Wakes the uploader when something was sealed.
     sealed: Notify,
     /// Wakes `drained` when a session ends.
@@ -164,6 +170,8 @@ impl RecordingSink {
             open: AtomicU64::new(0),
             last_upload_error: Mutex::new(None),
             last_spool_error: Mutex::new(None),
+            sealed_sha: Mutex::new(HashMap::new()),
+            spares: spool::Spares::default(),
             sealed: Notify::new(),
             ended: Notify::new(),
             shutdown,
@@ -289,7 +297,8 @@ impl Sink for RecordingSink {
         shared.bytes.fetch_add(meta_json.len() as i64, Ordering::Relaxed);
         let (tap, rx) = SessionTap::new();
         shared.open.fetch_add(1, Ordering::AcqRel);
-        let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into());
+        let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into())
+            .reuse_files(shared.spares.clone());
         tokio::spawn(run_session(shared.clone(), writer, info, rx));
         Ok(tap)
     }
@@ -431,23 +440,59 @@ impl Shared {
                 break;
             }
             let turn = if ended { seqs.len() } else { CHUNKS_PER_TURN };
+            // A running session's uploaded chunk files become its spares.
+            let room = if ended {
+                0
+            } else {
+                spool::SPARES_PER_SESSION.saturating_sub(self.spares.count(dir))
+            };
+            let mut kept = Vec::new();
+            let mut result = Ok(());
             for seq in seqs.iter().take(turn) {
                 let path = dir.join(format::chunk_file_name(*seq));
-                self.upload_file(&path, &format::chunk_key(&session, *seq)).await?;
+                let spare = (kept.len() < room).then(|| dir.join(format!("{}{seq}", spool::SPARE_PREFIX)));
+                match self.upload_file(&path, &format::chunk_key(&session, *seq), spare).await {
+                    Ok(Some(spare)) => kept.push(spare),
+                    Ok(None) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
+            if !kept.is_empty() {
+                self.keep_spares(dir, kept).await;
+            }
+            result?;
             if !ended {
                 return Ok(seqs.len() > turn);
             }
         }
         // The manifest goes last: a manifest in the store means its chunks are there.
         if ended {
-            self.upload_file(&manifest, &format::manifest_key(&session)).await?;
+            self.upload_file(&manifest, &format::manifest_key(&session), None)
+                .await?;
+            // Hashes of chunks the uploader found before their sealer noted them.
+            let prefix = format!("{session}/");
+            lock(&self.sealed_sha).retain(|k, _| !k.starts_with(&prefix));
             if let Some(sealed) = &self.config.on_sealed {
                 sealed(&session);
             }
             // Only the spool's own bookkeeping is left; `remove_dir` (not
             // `_all`) refuses if anything else is still there.
             let size = spool::spool_bytes_of_dir(dir);
+            self.spares.forget(dir);
+            let _ = tokio::task::spawn_blocking({
+                let dir = dir.to_path_buf();
+                move || {
+                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if e.file_name().to_string_lossy().starts_with(spool::SPARE_PREFIX) {
+                            let _ = std::fs::remove_file(e.path());
+                        }
+                    }
+                }
+            })
+            .await;
             let _ = tokio::fs::remove_file(dir.join(spool::INDEX)).await;
             let _ = tokio::fs::remove_file(dir.join(spool::META)).await;
             match tokio::fs::remove_dir(dir).await {
@@ -460,8 +505,34 @@ impl Shared {
         Ok(false)
     }
 
-    /// Puts one spooled file and deletes it once the store confirmed it.
-    async fn upload_file(&self, path: &Path, key: &str) -> Result<(), Retry> {
+    /// Makes the renames of uploaded chunks to spares durable (then their
+    /// old names can never come back over a reused file), empties them and
+    /// offers them to the session's writer; deletes them if that fails.
+    async fn keep_spares(&self, dir: &Path, kept: Vec<PathBuf>) {
+        let dir = dir.to_path_buf();
+        let spares = self.spares.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let synced = spool::fsync_dir(&dir).is_ok();
+            for spare in kept {
+                let emptied = synced
+                    && std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&spare)
+                        .and_then(|f| f.set_len(0))
+                        .is_ok();
+                if emptied {
+                    spares.offer(&dir, spare);
+                } else {
+                    let _ = std::fs::remove_file(&spare);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Puts one spooled file and deletes it once the store confirmed it, or
+    /// renames it to `spare` when given (returned when that worked).
+    async fn upload_file(&self, path: &Path, key: &str, spare: Option<PathBuf>) -> Result<Option<PathBuf>, Retry> {
         let bytes = match tokio::fs::read(path).await {
             Ok(b) => Bytes::from(b),
             Err(e) => {
@@ -469,7 +540,8 @@ impl Shared {
                 return Err(Retry::SkipSession);
             }
         };
-        let sha = format::sha256(&bytes);
+        let known = lock(&self.sealed_sha).remove(key);
+        let sha = known.unwrap_or_else(|| format::sha256(&bytes));
         let confirmed = match self.store.put(key, bytes.clone(), sha).await {
             Ok(()) => true,
             // A put confirmed just before a crash, not yet deleted here: the
@@ -497,11 +569,18 @@ impl Shared {
                 return Err(Retry::SkipSession);
             }
         };
-        if confirmed && tokio::fs::remove_file(path).await.is_ok() {
+        if !confirmed {
+            return Ok(None);
+        }
+        let kept = match spare {
+            Some(spare) if tokio::fs::rename(path, &spare).await.is_ok() => Some(spare),
+            _ => None,
+        };
+        if kept.is_some() || tokio::fs::remove_file(path).await.is_ok() {
             self.bytes.fetch_sub(bytes.len() as i64, Ordering::Relaxed);
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(kept)
     }
 }
 
@@ -1030,6 +1109,10 @@ impl Shared {
     ) -> Result<(), String> {
         match r {
             Ok(Some((entry, grew))) => {
+                let mut sha = [0u8; 32];
+                if hex::decode_to_slice(&entry.sha256, &mut sha).is_ok() {
+                    lock(&self.sealed_sha).insert(entry.key.clone(), sha);
+                }
                 self.bytes.fetch_add(grew as i64, Ordering::Relaxed);
                 self.pending.fetch_add(1, Ordering::Relaxed);
                 chunks.push(entry);

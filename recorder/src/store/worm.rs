@@ -7,10 +7,12 @@
 //! the immutable attribute set where the process may (`chattr +i`, which
 //! needs CAP_LINUX_IMMUTABLE and a filesystem that supports it).
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -21,10 +23,16 @@ use crate::format;
 /// `FS_IMMUTABLE_FL` from linux/fs.h (not exported by libc).
 const FS_IMMUTABLE_FL: libc::c_int = 0x10;
 
+/// How many session directories [`WormDir`] remembers as synced in the root.
+const SYNCED_DIRS_KEPT: usize = 4096;
+
 /// A directory of write-once files.
 pub struct WormDir {
     root: PathBuf,
     temp_counter: AtomicU64,
+    /// Session directories whose entry in the root this process made
+    /// durable (fsync of the root once per directory, not per object).
+    synced_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 impl WormDir {
@@ -35,6 +43,7 @@ impl WormDir {
         Ok(WormDir {
             root,
             temp_counter: AtomicU64::new(0),
+            synced_dirs: Mutex::new(HashSet::new()),
         })
     }
 
@@ -58,7 +67,8 @@ impl WormDir {
         Ok(parts.iter().fold(self.root.clone(), |p, part| p.join(part)))
     }
 
-    /// `temp_id` makes the temporary name unique among concurrent puts.
+    /// `temp_id` makes the temporary name unique among concurrent puts;
+    /// `sync_root`: the object's directory may be new in the root.
     fn put_blocking(
         root: &Path,
         path: PathBuf,
@@ -66,6 +76,7 @@ impl WormDir {
         key: &str,
         bytes: &[u8],
         sha256: [u8; 32],
+        sync_root: bool,
     ) -> Result<(), StoreError> {
         if format::sha256(bytes) != sha256 {
             return Err(StoreError::Refused(format!(
@@ -99,7 +110,7 @@ impl WormDir {
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_err("cannot fsync", e))?;
-        if dir != root {
+        if dir != root && sync_root {
             // The session directory's own entry in the root must be durable too.
             File::open(root)
                 .and_then(|d| d.sync_all())
@@ -166,7 +177,22 @@ impl Store for WormDir {
         let root = self.root.clone();
         let temp_id = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let key = key.to_owned();
-        blocking(move || WormDir::put_blocking(&root, path, temp_id, &key, &bytes, sha256)).await?
+        let dir = path.parent().unwrap_or(&root).to_path_buf();
+        let sync_root = !self
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dir);
+        blocking(move || WormDir::put_blocking(&root, path, temp_id, &key, &bytes, sha256, sync_root)).await??;
+        if sync_root {
+            let mut synced = self.synced_dirs.lock().unwrap_or_else(|p| p.into_inner());
+            if synced.len() >= SYNCED_DIRS_KEPT {
+                // Forgetting only costs one more fsync of the root per directory.
+                synced.clear();
+            }
+            synced.insert(dir);
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
