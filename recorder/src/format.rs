@@ -346,13 +346,94 @@ fn push_bytes(out: &mut Vec<Piece>, b: &[u8]) {
     }
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Whether a byte of `x` is below `n` (n <= 128), eight bytes at a time.
+fn has_less(x: u64, n: u8) -> bool {
+    x.wrapping_sub(LO * n as u64) & !x & HI != 0
+}
+
+/// Whether a byte of `x` is `b`.
+fn has_byte(x: u64, b: u8) -> bool {
+    let y = x ^ (LO * b as u64);
+    y.wrapping_sub(LO) & !y & HI != 0
+}
+
+fn word(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// A byte that costs a `\u00XX` escape in JSON (terminal controls that
+/// have a short escape or are common in output do not count).
+fn costly(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x1b)) || b == 0x7f
+}
+
 /// Whether more than one character in eight would need a `\u00XX` escape.
 fn escape_heavy(t: &str) -> bool {
-    let escaped = t
-        .bytes()
-        .filter(|b| (*b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x1b)) || *b == 0x7f)
-        .count();
-    escaped * 8 > t.len()
+    let s = t.as_bytes();
+    let limit = s.len() / 8;
+    let mut escaped = 0;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let x = word(s, i);
+        if has_less(x, 0x20) || has_byte(x, 0x7f) {
+            escaped += s[i..i + 8].iter().filter(|b| costly(**b)).count();
+            if escaped > limit {
+                return true;
+            }
+        }
+        i += 8;
+    }
+    escaped += s[i..].iter().filter(|b| costly(**b)).count();
+    escaped > limit
+}
+
+/// Whether JSON escapes `b` in a string.
+fn json_escaped(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Writes `s` as a JSON string, quotes included, exactly as serde_json
+/// writes it (short escapes where JSON has them, else `\u00xx`), skipping
+/// eight plain bytes at a time.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let s = s.as_bytes();
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < s.len() {
+        if i + 8 <= s.len() {
+            let x = word(s, i);
+            if !(has_less(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\')) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = s[i];
+        if json_escaped(b) {
+            out.extend_from_slice(&s[start..i]);
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
 }
 
 /// The `(d, b64)` pair of a piece.
@@ -381,7 +462,7 @@ pub fn write_data_line(out: &mut Vec<u8>, t: f64, ch: u32, input: bool, err: boo
     match piece {
         Piece::Text(s) if !escape_heavy(s) => {
             out.extend_from_slice(b",\"d\":");
-            let _ = serde_json::to_writer(&mut *out, s.as_str());
+            write_json_str(out, s);
         }
         Piece::Text(s) => write_b64(out, s.as_bytes()),
         Piece::Bytes(b) => write_b64(out, b),
@@ -458,6 +539,25 @@ mod tests {
                     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é€😀 plain text long enough for whole words \"q\" \\ end\u{7f}");
+        let mut cases = vec![all.clone(), String::new(), "x".into(), "\n".repeat(17)];
+        for cut in 0..all.len() {
+            if all.is_char_boundary(cut) {
+                cases.push(all[cut..].to_string());
+            }
+        }
+        for s in cases {
+            let mut got = Vec::new();
+            write_json_str(&mut got, &s);
+            assert_eq!(got, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            let slow = s.bytes().filter(|b| costly(*b)).count() * 8 > s.len();
+            assert_eq!(escape_heavy(&s), slow, "{s:?}");
         }
     }
 

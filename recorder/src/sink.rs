@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -533,17 +532,32 @@ impl Shared {
     /// Puts one spooled file and deletes it once the store confirmed it, or
     /// renames it to `spare` when given (returned when that worked).
     async fn upload_file(&self, path: &Path, key: &str, spare: Option<PathBuf>) -> Result<Option<PathBuf>, Retry> {
-        let bytes = match tokio::fs::read(path).await {
-            Ok(b) => Bytes::from(b),
+        let len = match tokio::fs::metadata(path).await {
+            Ok(m) => m.len(),
             Err(e) => {
                 self.upload_error(format!("cannot read {}: {e}", path.display()));
                 return Err(Retry::SkipSession);
             }
         };
         let known = lock(&self.sealed_sha).remove(key);
-        let sha = known.unwrap_or_else(|| format::sha256(&bytes));
-        let confirmed = match self.store.put(key, bytes.clone(), sha).await {
-            Ok(()) => true,
+        let sha = match known {
+            Some(sha) => sha,
+            None => match tokio::fs::read(path).await {
+                Ok(b) => format::sha256(&b),
+                Err(e) => {
+                    self.upload_error(format!("cannot read {}: {e}", path.display()));
+                    return Err(Retry::SkipSession);
+                }
+            },
+        };
+        // Only a file the store copied may become a spare: one it took (or
+        // may have taken, before a crash) is the stored object itself.
+        let mut taken = true;
+        let confirmed = match self.store.put_file(key, path, sha).await {
+            Ok(t) => {
+                taken = t;
+                true
+            }
             // A put confirmed just before a crash, not yet deleted here: the
             // same bytes under the key are a confirmation, anything else is
             // reported and the spool copy kept.
@@ -572,12 +586,13 @@ impl Shared {
         if !confirmed {
             return Ok(None);
         }
+        // A file the store took (linked) is the stored object: never a spare.
         let kept = match spare {
-            Some(spare) if tokio::fs::rename(path, &spare).await.is_ok() => Some(spare),
+            Some(spare) if !taken && tokio::fs::rename(path, &spare).await.is_ok() => Some(spare),
             _ => None,
         };
-        if kept.is_some() || tokio::fs::remove_file(path).await.is_ok() {
-            self.bytes.fetch_sub(bytes.len() as i64, Ordering::Relaxed);
+        if taken || kept.is_some() || tokio::fs::remove_file(path).await.is_ok() {
+            self.bytes.fetch_sub(len as i64, Ordering::Relaxed);
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(kept)
@@ -939,7 +954,7 @@ fn record_len(r: &Record) -> u64 {
 }
 
 /// Writes what the translator made into the open chunk.
-fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out], line: &mut Vec<u8>) -> std::io::Result<()> {
+fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out]) -> std::io::Result<()> {
     for o in outs {
         let n = match o {
             Out::Event(e) => writer.append(e)?,
@@ -949,11 +964,7 @@ fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out], line: &mu
                 input,
                 err,
                 piece,
-            } => {
-                line.clear();
-                format::write_data_line(line, *t, *ch, *input, *err, piece);
-                writer.append_line(*t, line)?
-            }
+            } => writer.append_data(*t, *ch, *input, *err, piece)?,
         };
         shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
     }
@@ -979,7 +990,6 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
     let mut sealing: Option<Sealing> = None;
     let mut shutdown = shared.shutdown.subscribe();
     let mut outs: Vec<Out> = Vec::new();
-    let mut line = Vec::new();
     let mut last_t = 0.0;
     let mut failure: Option<String> = None;
     let how = loop {
@@ -1021,7 +1031,7 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
                 if let Some(o) = outs.last() {
                     last_t = o.t();
                 }
-                let mut res = append_all(&shared, &mut writer, &outs, &mut line);
+                let mut res = append_all(&shared, &mut writer, &outs);
                 if res.is_ok() && rx.is_empty() {
                     res = writer.write_out();
                 }
@@ -1068,7 +1078,7 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
     tr.flush_all(last_t, &mut end);
     let mut result: Result<(), String> = Ok(());
     if failure.is_none()
-        && let Err(e) = append_all(&shared, &mut writer, &end, &mut line)
+        && let Err(e) = append_all(&shared, &mut writer, &end)
     {
         result = Err(format!("writing the spool failed: {e}"));
     }

@@ -318,6 +318,24 @@ impl ChunkWriter {
         Ok(grew)
     }
 
+    /// Adds an `o`/`i` event of `piece`, written straight into the buffer
+    /// ([`format::write_data_line`]); returns how many bytes the spool grew by.
+    pub fn append_data(&mut self, t: f64, ch: u32, input: bool, err: bool, piece: &format::Piece) -> io::Result<u64> {
+        let mut grew = self.start()?;
+        let from = self.buf.len();
+        format::write_data_line(&mut self.buf, t, ch, input, err, piece);
+        let line = &self.buf[from..];
+        self.hasher.update(line);
+        self.size += line.len() as u64;
+        grew += line.len() as u64;
+        self.events += 1;
+        self.last_t = Some(t);
+        if self.buf.len() >= WRITE_BUF {
+            self.write_out()?;
+        }
+        Ok(grew)
+    }
+
     fn push(&mut self, bytes: &[u8]) -> u64 {
         self.hasher.update(bytes);
         self.buf.extend_from_slice(bytes);

@@ -67,6 +67,19 @@ impl WormDir {
         Ok(parts.iter().fold(self.root.clone(), |p, part| p.join(part)))
     }
 
+    /// Notes that `dir`'s entry in the root is durable.
+    fn synced(&self, dir: PathBuf, now: bool) {
+        if !now {
+            return;
+        }
+        let mut synced = self.synced_dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if synced.len() >= SYNCED_DIRS_KEPT {
+            // Forgetting only costs one more fsync of the root per directory.
+            synced.clear();
+        }
+        synced.insert(dir);
+    }
+
     /// `temp_id` makes the temporary name unique among concurrent puts;
     /// `sync_root`: the object's directory may be new in the root.
     fn put_blocking(
@@ -121,6 +134,75 @@ impl WormDir {
         // `retention` reports as `immutable: false`.
         let _ = set_immutable(&path);
         Ok(())
+    }
+}
+
+impl WormDir {
+    /// [`Store::put_file`]: checks the file's SHA-256, links it under its
+    /// key (fails if the name exists), removes the spool's name for it and
+    /// makes that durable (an immutable file's names cannot be removed, and
+    /// the spool must not list it again), then as `put`: 0444, directory
+    /// fsync, immutable. The data were fsynced when the spool sealed them.
+    /// Across filesystems it falls back to a copy (`put`), answering `false`.
+    #[allow(clippy::too_many_arguments)]
+    fn put_file_blocking(
+        root: &Path,
+        path: PathBuf,
+        temp_id: u64,
+        key: &str,
+        src: &Path,
+        sha256: [u8; 32],
+        sync_root: bool,
+    ) -> Result<bool, StoreError> {
+        let bytes =
+            fs::read(src).map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", src.display())))?;
+        if format::sha256(&bytes) != sha256 {
+            return Err(StoreError::Refused(format!(
+                "{key}: the bytes do not match their SHA-256 (damaged on the way)"
+            )));
+        }
+        let dir = path.parent().unwrap_or(root).to_path_buf();
+        let io_err = |what: &str, e: io::Error| StoreError::Unavailable(format!("{what} {}: {e}", dir.display()));
+        fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", e))?;
+        if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::metadata(&path)) {
+            use std::os::unix::fs::MetadataExt;
+            if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+                // Linked by an attempt that was cut before it removed the
+                // spool's name: finish it.
+                WormDir::release_source(src, &path);
+                return Ok(true);
+            }
+        }
+        match fs::hard_link(src, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(key.to_owned())),
+            // Another filesystem (EXDEV) or no links there: a copy.
+            Err(_) => {
+                return WormDir::put_blocking(root, path, temp_id, key, &bytes, sha256, sync_root).map(|()| false);
+            }
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).map_err(|e| io_err("cannot chmod in", e))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("cannot fsync", e))?;
+        if dir != root && sync_root {
+            File::open(root)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("cannot fsync", e))?;
+        }
+        WormDir::release_source(src, &path);
+        Ok(true)
+    }
+
+    /// Removes the spool's name of a linked object (durably), then makes the
+    /// object immutable (best effort, as in `put`; not before: an immutable
+    /// file's names cannot be removed).
+    fn release_source(src: &Path, path: &Path) {
+        let unlinked =
+            fs::remove_file(src).and_then(|()| File::open(src.parent().unwrap_or(Path::new(".")))?.sync_all());
+        if unlinked.is_ok() {
+            let _ = set_immutable(path);
+        }
     }
 }
 
@@ -184,15 +266,26 @@ impl Store for WormDir {
             .unwrap_or_else(|p| p.into_inner())
             .contains(&dir);
         blocking(move || WormDir::put_blocking(&root, path, temp_id, &key, &bytes, sha256, sync_root)).await??;
-        if sync_root {
-            let mut synced = self.synced_dirs.lock().unwrap_or_else(|p| p.into_inner());
-            if synced.len() >= SYNCED_DIRS_KEPT {
-                // Forgetting only costs one more fsync of the root per directory.
-                synced.clear();
-            }
-            synced.insert(dir);
-        }
+        self.synced(dir, sync_root);
         Ok(())
+    }
+
+    async fn put_file(&self, key: &str, src: &Path, sha256: [u8; 32]) -> Result<bool, StoreError> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let temp_id = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let key = key.to_owned();
+        let src = src.to_path_buf();
+        let dir = path.parent().unwrap_or(&root).to_path_buf();
+        let sync_root = !self
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dir);
+        let taken =
+            blocking(move || WormDir::put_file_blocking(&root, path, temp_id, &key, &src, sha256, sync_root)).await??;
+        self.synced(dir, sync_root);
+        Ok(taken)
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
@@ -266,5 +359,54 @@ impl Store for WormDir {
 
     fn describe(&self) -> String {
         format!("worm:{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_spool_file_is_linked_not_copied_and_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = WormDir::new(tmp.path().join("store")).unwrap();
+        let spool = tmp.path().join("spool");
+        fs::create_dir_all(&spool).unwrap();
+        let src = spool.join("chunk-000000.jsonl");
+        fs::write(&src, b"chunk bytes\n").unwrap();
+        let ino = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&src).unwrap().ino()
+        };
+        let sha = format::sha256(b"chunk bytes\n");
+        let wrong = format::sha256(b"other");
+        assert!(matches!(
+            store.put_file("s1/chunk-000000.jsonl", &src, wrong).await,
+            Err(StoreError::Refused(_))
+        ));
+        assert!(store.put_file("s1/chunk-000000.jsonl", &src, sha).await.unwrap());
+        assert!(!src.exists(), "the spool's name goes with the link");
+        let stored = store.root().join("s1/chunk-000000.jsonl");
+        let meta = fs::metadata(&stored).unwrap();
+        {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(meta.ino(), ino);
+        }
+        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+        assert_eq!(&store.get("s1/chunk-000000.jsonl").await.unwrap()[..], b"chunk bytes\n");
+        // The same key again, from another file: refused, nothing replaced.
+        fs::write(&src, b"something else\n").unwrap();
+        let other = format::sha256(b"something else\n");
+        assert!(matches!(
+            store.put_file("s1/chunk-000000.jsonl", &src, other).await,
+            Err(StoreError::Exists(_))
+        ));
+        assert_eq!(&store.get("s1/chunk-000000.jsonl").await.unwrap()[..], b"chunk bytes\n");
+        let _ = std::process::Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(tmp.path())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
