@@ -3,8 +3,9 @@
 //! it. No SSH, no network: what recording costs per byte, for profiling
 //! (`perf record -g target/release/examples/recbench 256 text`).
 //!
-//! `recbench [MIB] [zero|text|random] [PACKET_BYTES] [DIR]` (defaults: 128,
-//! zero, 32768, a temp dir under /tmp that is removed at the end). Prints the
+//! `recbench [MIB] [zero|text|random] [PACKET_BYTES] [DIR] [CHUNK_KIB]`
+//! (defaults: 128, zero, 32768, a temp dir under /tmp that is removed at the
+//! end, 256). Prints the
 //! time the relay side waited (the throughput a relay would see), the time
 //! until the manifest was sealed in the store, and the process CPU time.
 
@@ -68,9 +69,11 @@ fn main() {
     let temp = tempfile::tempdir().expect("temp dir");
     let root = args
         .get(4)
+        .filter(|s| s.as_str() != "-")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
 
+    let chunk_kib: u64 = args.get(5).map(|s| s.parse().expect("CHUNK_KIB")).unwrap_or(256);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,6 +83,7 @@ fn main() {
         let store = Arc::new(WormDir::new(root.join("store")).expect("store"));
         let sealed = Arc::new(AtomicBool::new(false));
         let mut config = RecorderConfig::new(root.join("spool"), SigningKey::from_bytes(&[7; 32]), "bench");
+        config.chunk_bytes = chunk_kib << 10;
         let s2 = sealed.clone();
         config.on_sealed = Some(Arc::new(move |_| s2.store(true, Ordering::SeqCst)));
         let (sink, _) = RecordingSink::open(config, store.clone()).expect("sink");

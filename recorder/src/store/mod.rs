@@ -54,7 +54,8 @@ pub trait Store: Send + Sync + 'static {
     /// bytes. `path` is a sealed spool file that nobody writes any more. A
     /// store on the same filesystem may take the file itself instead of a
     /// copy (the local WORM directory links it: no second write and fsync of
-    /// the data); it then removes the name `path` and returns `true`.
+    /// the data, and no transfer for `sha256` to check); it then removes
+    /// the name `path` and returns `true`.
     /// Otherwise `path` is left as it is and the answer is `false`.
     async fn put_file(&self, key: &str, path: &std::path::Path, sha256: [u8; 32]) -> Result<bool, StoreError> {
         let bytes = tokio::fs::read(path)

@@ -119,16 +119,7 @@ impl WormDir {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(key.to_owned())),
             Err(e) => return Err(io_err("cannot link into", e)),
         }
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).map_err(|e| io_err("cannot chmod in", e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err("cannot fsync", e))?;
-        if dir != root && sync_root {
-            // The session directory's own entry in the root must be durable too.
-            File::open(root)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err("cannot fsync", e))?;
-        }
+        WormDir::settle(root, &dir, &path, sync_root)?;
         // Best effort: EPERM (no CAP_LINUX_IMMUTABLE) or ENOTTY/EOPNOTSUPP
         // (filesystem without the attribute) leave the file 0444 only, which
         // `retention` reports as `immutable: false`.
@@ -138,8 +129,10 @@ impl WormDir {
 }
 
 impl WormDir {
-    /// [`Store::put_file`]: checks the file's SHA-256, links it under its
-    /// key (fails if the name exists), removes the spool's name for it and
+    /// [`Store::put_file`]: links the file under its key (fails if the name
+    /// exists; there is no copy, so no transfer for the SHA-256 to check:
+    /// the spool's writer hashed these very bytes, and `verify` re-hashes
+    /// every stored chunk), removes the spool's name for it and
     /// makes that durable (an immutable file's names cannot be removed, and
     /// the spool must not list it again), then as `put`: 0444, directory
     /// fsync, immutable. The data were fsynced when the spool sealed them.
@@ -154,13 +147,6 @@ impl WormDir {
         sha256: [u8; 32],
         sync_root: bool,
     ) -> Result<bool, StoreError> {
-        let bytes =
-            fs::read(src).map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", src.display())))?;
-        if format::sha256(&bytes) != sha256 {
-            return Err(StoreError::Refused(format!(
-                "{key}: the bytes do not match their SHA-256 (damaged on the way)"
-            )));
-        }
         let dir = path.parent().unwrap_or(root).to_path_buf();
         let io_err = |what: &str, e: io::Error| StoreError::Unavailable(format!("{what} {}: {e}", dir.display()));
         fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", e))?;
@@ -178,11 +164,22 @@ impl WormDir {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(key.to_owned())),
             // Another filesystem (EXDEV) or no links there: a copy.
             Err(_) => {
+                let bytes = fs::read(src)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", src.display())))?;
                 return WormDir::put_blocking(root, path, temp_id, key, &bytes, sha256, sync_root).map(|()| false);
             }
         }
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).map_err(|e| io_err("cannot chmod in", e))?;
-        File::open(&dir)
+        WormDir::settle(root, &dir, &path, sync_root)?;
+        WormDir::release_source(src, &path);
+        Ok(true)
+    }
+
+    /// A new object's name is in place: 0444, its directory fsynced, and
+    /// with `sync_root` the directory's own entry in the root too.
+    fn settle(root: &Path, dir: &Path, path: &Path, sync_root: bool) -> Result<(), StoreError> {
+        let io_err = |what: &str, e: io::Error| StoreError::Unavailable(format!("{what} {}: {e}", dir.display()));
+        fs::set_permissions(path, fs::Permissions::from_mode(0o444)).map_err(|e| io_err("cannot chmod in", e))?;
+        File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_err("cannot fsync", e))?;
         if dir != root && sync_root {
@@ -190,8 +187,7 @@ impl WormDir {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io_err("cannot fsync", e))?;
         }
-        WormDir::release_source(src, &path);
-        Ok(true)
+        Ok(())
     }
 
     /// Removes the spool's name of a linked object (durably), then makes the
@@ -379,11 +375,6 @@ mod tests {
             fs::metadata(&src).unwrap().ino()
         };
         let sha = format::sha256(b"chunk bytes\n");
-        let wrong = format::sha256(b"other");
-        assert!(matches!(
-            store.put_file("s1/chunk-000000.jsonl", &src, wrong).await,
-            Err(StoreError::Refused(_))
-        ));
         assert!(store.put_file("s1/chunk-000000.jsonl", &src, sha).await.unwrap());
         assert!(!src.exists(), "the spool's name goes with the link");
         let stored = store.root().join("s1/chunk-000000.jsonl");
