@@ -274,6 +274,8 @@ impl Utf8Carry {
             joined = t;
             &joined
         };
+        let whole = rest;
+        let mut invalid = 0;
         let mut out: Vec<Piece> = Vec::new();
         loop {
             match std::str::from_utf8(rest) {
@@ -293,6 +295,15 @@ impl Utf8Carry {
                         Some(n) => {
                             push_bytes(&mut out, &rest[valid..valid + n]);
                             rest = &rest[valid + n..];
+                            invalid += n;
+                            if out.len() > BINARY_PIECES && invalid * BINARY_SHARE > whole.len() - rest.len() {
+                                // Binary output (a `cat` of an executable, random bytes): text
+                                // and invalid bytes alternate every few bytes, and one event per
+                                // piece would cost a line each (the stored chunk grew 20-fold).
+                                // Kept whole as bytes instead: the same bytes read back.
+                                self.tail.clear();
+                                return vec![Piece::Bytes(whole.to_vec())];
+                            }
                         }
                     }
                 }
@@ -310,6 +321,11 @@ impl Utf8Carry {
         }
     }
 }
+
+/// A push that splits into more pieces than this, with more than one byte
+/// in [`BINARY_SHARE`] not UTF-8, is stored whole as bytes.
+const BINARY_PIECES: usize = 8;
+const BINARY_SHARE: usize = 4;
 
 fn push_text(out: &mut Vec<Piece>, s: &str) {
     if s.is_empty() {
@@ -330,13 +346,94 @@ fn push_bytes(out: &mut Vec<Piece>, b: &[u8]) {
     }
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Whether a byte of `x` is below `n` (n <= 128), eight bytes at a time.
+fn has_less(x: u64, n: u8) -> bool {
+    x.wrapping_sub(LO * n as u64) & !x & HI != 0
+}
+
+/// Whether a byte of `x` is `b`.
+fn has_byte(x: u64, b: u8) -> bool {
+    let y = x ^ (LO * b as u64);
+    y.wrapping_sub(LO) & !y & HI != 0
+}
+
+fn word(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// A byte that costs a `\u00XX` escape in JSON (terminal controls that
+/// have a short escape or are common in output do not count).
+fn costly(b: u8) -> bool {
+    (b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x1b)) || b == 0x7f
+}
+
 /// Whether more than one character in eight would need a `\u00XX` escape.
 fn escape_heavy(t: &str) -> bool {
-    let escaped = t
-        .bytes()
-        .filter(|b| (*b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x1b)) || *b == 0x7f)
-        .count();
-    escaped * 8 > t.len()
+    let s = t.as_bytes();
+    let limit = s.len() / 8;
+    let mut escaped = 0;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let x = word(s, i);
+        if has_less(x, 0x20) || has_byte(x, 0x7f) {
+            escaped += s[i..i + 8].iter().filter(|b| costly(**b)).count();
+            if escaped > limit {
+                return true;
+            }
+        }
+        i += 8;
+    }
+    escaped += s[i..].iter().filter(|b| costly(**b)).count();
+    escaped > limit
+}
+
+/// Whether JSON escapes `b` in a string.
+fn json_escaped(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Writes `s` as a JSON string, quotes included, exactly as serde_json
+/// writes it (short escapes where JSON has them, else `\u00xx`), skipping
+/// eight plain bytes at a time.
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let s = s.as_bytes();
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut i = 0;
+    while i < s.len() {
+        if i + 8 <= s.len() {
+            let x = word(s, i);
+            if !(has_less(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\')) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = s[i];
+        if json_escaped(b) {
+            out.extend_from_slice(&s[start..i]);
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
+            }
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
 }
 
 /// The `(d, b64)` pair of a piece.
@@ -350,6 +447,43 @@ pub fn piece_fields(piece: Piece) -> (Option<String>, Option<String>) {
         Piece::Text(t) => (Some(t), None),
         Piece::Bytes(b) => (None, Some(base64::engine::general_purpose::STANDARD.encode(b))),
     }
+}
+
+/// Writes the stored line of an `o` (or, with `input`, `i`) event for
+/// `piece` into `out`: byte for byte what [`Event::to_line`] writes for the
+/// event [`piece_fields`] makes of it, without building its strings first
+/// (the recorder's hot path for session output).
+pub fn write_data_line(out: &mut Vec<u8>, t: f64, ch: u32, input: bool, err: bool, piece: &Piece) {
+    use std::io::Write;
+    out.extend_from_slice(b"{\"t\":");
+    // Writing into a Vec cannot fail; the number is formatted as serde_json does it.
+    let _ = serde_json::to_writer(&mut *out, &t);
+    let _ = write!(out, ",\"ch\":{ch},\"e\":\"{}\"", if input { "i" } else { "o" });
+    match piece {
+        Piece::Text(s) if !escape_heavy(s) => {
+            out.extend_from_slice(b",\"d\":");
+            write_json_str(out, s);
+        }
+        Piece::Text(s) => write_b64(out, s.as_bytes()),
+        Piece::Bytes(b) => write_b64(out, b),
+    }
+    if err && !input {
+        out.extend_from_slice(b",\"err\":true");
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
+    use base64::Engine;
+    out.extend_from_slice(b",\"b64\":\"");
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or_else(|| unreachable!("a piece fits in memory"));
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or_else(|_| unreachable!("the slice has the encoded length"));
+    out.truncate(start + written);
+    out.push(b'"');
 }
 
 /// The bytes an `o`/`i` event stands for (text and `b64` joined back).
@@ -380,6 +514,74 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn data_lines_are_written_exactly_as_their_events_serialise() {
+        let pieces = [
+            Piece::Text("ls -l\r\n\u{1b}[1mbold\u{1b}[0m \"q\" \\ é€\n".into()),
+            Piece::Text("\0".repeat(100)),
+            Piece::Text(String::new()),
+            Piece::Bytes(vec![0xff, 0, 1, 2, 3]),
+            Piece::Bytes(vec![]),
+        ];
+        for t in [0.0, 1.5, 0.000001, 12345.678901, 1e-7] {
+            for piece in &pieces {
+                for (input, err) in [(false, false), (false, true), (true, false)] {
+                    let (d, b64) = piece_fields(piece.clone());
+                    let kind = if input {
+                        EventKind::Input { d, b64 }
+                    } else {
+                        EventKind::Output { d, b64, err }
+                    };
+                    let want = Event { t, ch: 3, kind }.to_line();
+                    let mut got = Vec::new();
+                    write_data_line(&mut got, t, 3, input, err, piece);
+                    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut all: String = (0u8..0x80).map(char::from).collect();
+        all.push_str("é€😀 plain text long enough for whole words \"q\" \\ end\u{7f}");
+        let mut cases = vec![all.clone(), String::new(), "x".into(), "\n".repeat(17)];
+        for cut in 0..all.len() {
+            if all.is_char_boundary(cut) {
+                cases.push(all[cut..].to_string());
+            }
+        }
+        for s in cases {
+            let mut got = Vec::new();
+            write_json_str(&mut got, &s);
+            assert_eq!(got, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            let slow = s.bytes().filter(|b| costly(*b)).count() * 8 > s.len();
+            assert_eq!(escape_heavy(&s), slow, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn binary_output_is_kept_whole_as_bytes() {
+        let mut x: u32 = 12345;
+        let random: Vec<u8> = (0..4096)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let mut c = Utf8Carry::default();
+        let mut pieces = c.push(&random);
+        assert_eq!(pieces, vec![Piece::Bytes(random.clone())]);
+        pieces.extend(c.finish());
+        assert_eq!(join(&pieces), random);
+        // Text with a few stray bytes stays text.
+        let mut latin = b"un caf\xe9 au lait, deux th\xe9s, trois cr\xeapes; ".repeat(20);
+        latin.extend_from_slice("naïve\n".as_bytes());
+        let pieces = c.push(&latin);
+        assert!(pieces.len() > 3 && matches!(pieces[0], Piece::Text(_)));
+        assert_eq!(join(&pieces), latin);
+    }
 
     fn join(pieces: &[Piece]) -> Vec<u8> {
         pieces

@@ -8,19 +8,18 @@
 //! session starts while the spool is over its bound. Nothing in the spool is
 //! deleted before the store confirmed it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use ed25519_dalek::SigningKey;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::format::{self, Event, EventKind, Flow, Utf8Carry};
+use crate::format::{self, Event, EventKind, Flow, Piece, Utf8Carry};
 use crate::manifest::{self, ChannelSummary, ChunkEntry, EndedHow, Gap, Manifest, SessionInfo};
 use crate::sftp::{self, ScpParser, SftpParser, Transfer};
 use crate::spool::{self, ChunkWriter};
@@ -133,6 +132,12 @@ struct Shared {
     open: AtomicU64,
     last_upload_error: Mutex<Option<String>>,
     last_spool_error: Mutex<Option<String>>,
+    /// The SHA-256 of each chunk sealed by this process, by key, as its
+    /// writer hashed it: the uploader hands it to the store (which checks
+    /// the bytes it got against it) instead of hashing the file again.
+    sealed_sha: Mutex<HashMap<String, [u8; 32]>>,
+    /// Uploaded chunk files kept for the running sessions' next chunks.
+    spares: spool::Spares,
     /// Wakes the uploader when something was sealed.
     sealed: Notify,
     /// Wakes `drained` when a session ends.
@@ -164,6 +169,8 @@ impl RecordingSink {
             open: AtomicU64::new(0),
             last_upload_error: Mutex::new(None),
             last_spool_error: Mutex::new(None),
+            sealed_sha: Mutex::new(HashMap::new()),
+            spares: spool::Spares::default(),
             sealed: Notify::new(),
             ended: Notify::new(),
             shutdown,
@@ -289,7 +296,8 @@ impl Sink for RecordingSink {
         shared.bytes.fetch_add(meta_json.len() as i64, Ordering::Relaxed);
         let (tap, rx) = SessionTap::new();
         shared.open.fetch_add(1, Ordering::AcqRel);
-        let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into());
+        let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into())
+            .reuse_files(shared.spares.clone());
         tokio::spawn(run_session(shared.clone(), writer, info, rx));
         Ok(tap)
     }
@@ -431,23 +439,59 @@ impl Shared {
                 break;
             }
             let turn = if ended { seqs.len() } else { CHUNKS_PER_TURN };
+            // A running session's uploaded chunk files become its spares.
+            let room = if ended {
+                0
+            } else {
+                spool::SPARES_PER_SESSION.saturating_sub(self.spares.count(dir))
+            };
+            let mut kept = Vec::new();
+            let mut result = Ok(());
             for seq in seqs.iter().take(turn) {
                 let path = dir.join(format::chunk_file_name(*seq));
-                self.upload_file(&path, &format::chunk_key(&session, *seq)).await?;
+                let spare = (kept.len() < room).then(|| dir.join(format!("{}{seq}", spool::SPARE_PREFIX)));
+                match self.upload_file(&path, &format::chunk_key(&session, *seq), spare).await {
+                    Ok(Some(spare)) => kept.push(spare),
+                    Ok(None) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
+            if !kept.is_empty() {
+                self.keep_spares(dir, kept).await;
+            }
+            result?;
             if !ended {
                 return Ok(seqs.len() > turn);
             }
         }
         // The manifest goes last: a manifest in the store means its chunks are there.
         if ended {
-            self.upload_file(&manifest, &format::manifest_key(&session)).await?;
+            self.upload_file(&manifest, &format::manifest_key(&session), None)
+                .await?;
+            // Hashes of chunks the uploader found before their sealer noted them.
+            let prefix = format!("{session}/");
+            lock(&self.sealed_sha).retain(|k, _| !k.starts_with(&prefix));
             if let Some(sealed) = &self.config.on_sealed {
                 sealed(&session);
             }
             // Only the spool's own bookkeeping is left; `remove_dir` (not
             // `_all`) refuses if anything else is still there.
             let size = spool::spool_bytes_of_dir(dir);
+            self.spares.forget(dir);
+            let _ = tokio::task::spawn_blocking({
+                let dir = dir.to_path_buf();
+                move || {
+                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        if e.file_name().to_string_lossy().starts_with(spool::SPARE_PREFIX) {
+                            let _ = std::fs::remove_file(e.path());
+                        }
+                    }
+                }
+            })
+            .await;
             let _ = tokio::fs::remove_file(dir.join(spool::INDEX)).await;
             let _ = tokio::fs::remove_file(dir.join(spool::META)).await;
             match tokio::fs::remove_dir(dir).await {
@@ -460,18 +504,60 @@ impl Shared {
         Ok(false)
     }
 
-    /// Puts one spooled file and deletes it once the store confirmed it.
-    async fn upload_file(&self, path: &Path, key: &str) -> Result<(), Retry> {
-        let bytes = match tokio::fs::read(path).await {
-            Ok(b) => Bytes::from(b),
+    /// Makes the renames of uploaded chunks to spares durable (then their
+    /// old names can never come back over a reused file), empties them and
+    /// offers them to the session's writer; deletes them if that fails.
+    async fn keep_spares(&self, dir: &Path, kept: Vec<PathBuf>) {
+        let dir = dir.to_path_buf();
+        let spares = self.spares.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let synced = spool::fsync_dir(&dir).is_ok();
+            for spare in kept {
+                let emptied = synced
+                    && std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&spare)
+                        .and_then(|f| f.set_len(0))
+                        .is_ok();
+                if emptied {
+                    spares.offer(&dir, spare);
+                } else {
+                    let _ = std::fs::remove_file(&spare);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Puts one spooled file and deletes it once the store confirmed it, or
+    /// renames it to `spare` when given (returned when that worked).
+    async fn upload_file(&self, path: &Path, key: &str, spare: Option<PathBuf>) -> Result<Option<PathBuf>, Retry> {
+        let len = match tokio::fs::metadata(path).await {
+            Ok(m) => m.len(),
             Err(e) => {
                 self.upload_error(format!("cannot read {}: {e}", path.display()));
                 return Err(Retry::SkipSession);
             }
         };
-        let sha = format::sha256(&bytes);
-        let confirmed = match self.store.put(key, bytes.clone(), sha).await {
-            Ok(()) => true,
+        let known = lock(&self.sealed_sha).remove(key);
+        let sha = match known {
+            Some(sha) => sha,
+            None => match tokio::fs::read(path).await {
+                Ok(b) => format::sha256(&b),
+                Err(e) => {
+                    self.upload_error(format!("cannot read {}: {e}", path.display()));
+                    return Err(Retry::SkipSession);
+                }
+            },
+        };
+        // Only a file the store copied may become a spare: one it took (or
+        // may have taken, before a crash) is the stored object itself.
+        let mut taken = true;
+        let confirmed = match self.store.put_file(key, path, sha).await {
+            Ok(t) => {
+                taken = t;
+                true
+            }
             // A put confirmed just before a crash, not yet deleted here: the
             // same bytes under the key are a confirmation, anything else is
             // reported and the spool copy kept.
@@ -497,11 +583,19 @@ impl Shared {
                 return Err(Retry::SkipSession);
             }
         };
-        if confirmed && tokio::fs::remove_file(path).await.is_ok() {
-            self.bytes.fetch_sub(bytes.len() as i64, Ordering::Relaxed);
+        if !confirmed {
+            return Ok(None);
+        }
+        // A file the store took (linked) is the stored object: never a spare.
+        let kept = match spare {
+            Some(spare) if !taken && tokio::fs::rename(path, &spare).await.is_ok() => Some(spare),
+            _ => None,
+        };
+        if taken || kept.is_some() || tokio::fs::remove_file(path).await.is_ok() {
+            self.bytes.fetch_sub(len as i64, Ordering::Relaxed);
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(kept)
     }
 }
 
@@ -554,11 +648,20 @@ impl Translator {
         })
     }
 
-    fn translate(&mut self, r: Record, out: &mut Vec<Event>) {
+    fn translate(&mut self, r: Record, out: &mut Vec<Out>) {
         let t = format::secs(r.at);
         let ch = r.channel;
         let record_input = self.record_input;
-        let mut push = |kind: EventKind| out.push(Event { t, ch, kind });
+        macro_rules! push {
+            ($kind:expr) => {
+                out.push(Out::Event(Event { t, ch, kind: $kind }))
+            };
+        }
+        macro_rules! push_data {
+            ($piece:expr, $input:expr, $err:expr) => {
+                emit_data(out, t, ch, $input, $err, $piece)
+            };
+        }
         let c = self.chan(ch);
         match r.event {
             ChannelEvent::Open(kind) => {
@@ -572,7 +675,7 @@ impl Translator {
                     c.forward = Some((h.clone(), p));
                     c.summary.destination = Some(format!("{h}:{p}"));
                 }
-                push(EventKind::Open {
+                push!(EventKind::Open {
                     kind: name.into(),
                     host,
                     port,
@@ -580,13 +683,13 @@ impl Translator {
             }
             ChannelEvent::Pty { term, cols, rows } => {
                 c.summary.pty = Some(format!("{term} {cols}x{rows}"));
-                push(EventKind::Pty { term, cols, rows });
+                push!(EventKind::Pty { term, cols, rows });
             }
-            ChannelEvent::Resize { cols, rows } => push(EventKind::Resize {
+            ChannelEvent::Resize { cols, rows } => push!(EventKind::Resize {
                 d: format!("{cols}x{rows}"),
             }),
-            ChannelEvent::Env { name, value } => push(EventKind::Env { name, value }),
-            ChannelEvent::Shell => push(EventKind::Shell {}),
+            ChannelEvent::Env { name, value } => push!(EventKind::Env { name, value }),
+            ChannelEvent::Shell => push!(EventKind::Shell {}),
             ChannelEvent::Exec { command } => {
                 c.transfer = sftp::classify_exec(&command).map(|t| match t {
                     Transfer::ScpSink => TransferState::Scp(ScpParser::new(true), Direction::Input),
@@ -595,16 +698,16 @@ impl Translator {
                     Transfer::Sftp => TransferState::Sftp(SftpParser::new()),
                 });
                 c.summary.command = Some(command.clone());
-                push(EventKind::Exec { command });
+                push!(EventKind::Exec { command });
             }
             ChannelEvent::Subsystem { name } => {
                 if sftp::classify_subsystem(&name).is_some() {
                     c.transfer = Some(TransferState::Sftp(SftpParser::new()));
                 }
                 c.summary.subsystem = Some(name.clone());
-                push(EventKind::Subsystem { name });
+                push!(EventKind::Subsystem { name });
             }
-            ChannelEvent::Signal { name } => push(EventKind::Signal { name }),
+            ChannelEvent::Signal { name } => push!(EventKind::Signal { name }),
             ChannelEvent::Data {
                 direction,
                 stderr,
@@ -623,16 +726,16 @@ impl Translator {
                     // Messages of the transfer program itself are kept as text below.
                     (Some(_), Direction::Output, true) => {}
                     (Some(TransferState::Sftp(p)), Direction::Input, _) => {
-                        p.client(&bytes).into_iter().for_each(&mut push);
+                        p.client(&bytes).into_iter().for_each(|k| push!(k));
                         return;
                     }
                     (Some(TransferState::Sftp(p)), Direction::Output, _) => {
-                        p.server(&bytes).into_iter().for_each(&mut push);
+                        p.server(&bytes).into_iter().for_each(|k| push!(k));
                         return;
                     }
                     (Some(TransferState::Scp(p, carrying)), d, _) => {
                         if d == *carrying {
-                            p.feed(&bytes).into_iter().for_each(&mut push);
+                            p.feed(&bytes).into_iter().for_each(|k| push!(k));
                         }
                         return;
                     }
@@ -646,7 +749,7 @@ impl Translator {
                     (Direction::Output, true) => (&mut c.stderr, false),
                 };
                 for piece in carry.push(&bytes) {
-                    push(data_event(piece, input, stderr));
+                    push_data!(piece, input, stderr);
                 }
             }
             ChannelEvent::Eof { direction } => {
@@ -656,10 +759,10 @@ impl Translator {
                 };
                 for (carry, input, err) in carries {
                     if let Some(piece) = carry.finish() {
-                        push(data_event(piece, input, err));
+                        push_data!(piece, input, err);
                     }
                 }
-                push(EventKind::Eof {
+                push!(EventKind::Eof {
                     dir: match direction {
                         Direction::Input => Flow::In,
                         Direction::Output => Flow::Out,
@@ -668,7 +771,7 @@ impl Translator {
             }
             ChannelEvent::ExitStatus { status } => {
                 c.summary.exit_status = Some(status);
-                push(EventKind::Exit {
+                push!(EventKind::Exit {
                     status: Some(status),
                     signal: None,
                     core: false,
@@ -676,13 +779,13 @@ impl Translator {
             }
             ChannelEvent::ExitSignal { signal, core_dumped } => {
                 c.summary.exit_signal = Some(signal.clone());
-                push(EventKind::Exit {
+                push!(EventKind::Exit {
                     status: None,
                     signal: Some(signal),
                     core: core_dumped,
                 });
             }
-            ChannelEvent::Refused { request, reason } => push(EventKind::Refused { request, reason }),
+            ChannelEvent::Refused { request, reason } => push!(EventKind::Refused { request, reason }),
             ChannelEvent::Close => {
                 if c.summary.closed {
                     return;
@@ -693,16 +796,16 @@ impl Translator {
                     (&mut c.stderr, false, true),
                 ] {
                     if let Some(piece) = carry.finish() {
-                        push(data_event(piece, input, err));
+                        push_data!(piece, input, err);
                     }
                 }
                 match &mut c.transfer {
-                    Some(TransferState::Sftp(p)) => p.finish().into_iter().for_each(&mut push),
-                    Some(TransferState::Scp(p, _)) => p.finish().into_iter().for_each(&mut push),
+                    Some(TransferState::Sftp(p)) => p.finish().into_iter().for_each(|k| push!(k)),
+                    Some(TransferState::Scp(p, _)) => p.finish().into_iter().for_each(|k| push!(k)),
                     _ => {}
                 }
                 if let Some((host, port)) = c.forward.clone() {
-                    push(EventKind::Fwd {
+                    push!(EventKind::Fwd {
                         host,
                         port,
                         bytes_in: c.summary.bytes_in,
@@ -710,7 +813,7 @@ impl Translator {
                     });
                 }
                 c.summary.closed = true;
-                push(EventKind::Close {
+                push!(EventKind::Close {
                     bytes_in: c.summary.bytes_in,
                     bytes_out: c.summary.bytes_out,
                 });
@@ -720,7 +823,7 @@ impl Translator {
 
     /// At the end of a session that did not close all its channels: what the
     /// carries and parsers still hold.
-    fn flush_all(&mut self, t: f64, out: &mut Vec<Event>) {
+    fn flush_all(&mut self, t: f64, out: &mut Vec<Out>) {
         let open: Vec<u32> = self
             .channels
             .iter()
@@ -729,33 +832,81 @@ impl Translator {
             .collect();
         for ch in open {
             let c = self.chan(ch);
-            let mut kinds = Vec::new();
             for (carry, input, err) in [
                 (&mut c.input, true, false),
                 (&mut c.output, false, false),
                 (&mut c.stderr, false, true),
             ] {
                 if let Some(piece) = carry.finish() {
-                    kinds.push(data_event(piece, input, err));
+                    emit_data(out, t, ch, input, err, piece);
                 }
             }
-            match &mut c.transfer {
-                Some(TransferState::Sftp(p)) => kinds.extend(p.finish()),
-                Some(TransferState::Scp(p, _)) => kinds.extend(p.finish()),
-                _ => {}
-            }
-            out.extend(kinds.into_iter().map(|kind| Event { t, ch, kind }));
+            let kinds = match &mut c.transfer {
+                Some(TransferState::Sftp(p)) => p.finish(),
+                Some(TransferState::Scp(p, _)) => p.finish(),
+                _ => Vec::new(),
+            };
+            out.extend(kinds.into_iter().map(|kind| Out::Event(Event { t, ch, kind })));
         }
     }
 }
 
-fn data_event(piece: format::Piece, input: bool, err: bool) -> EventKind {
-    let (d, b64) = format::piece_fields(piece);
-    if input {
-        EventKind::Input { d, b64 }
-    } else {
-        EventKind::Output { d, b64, err }
+/// What the translator hands to the chunk writer: an event, or a piece of
+/// `o`/`i` data, written straight as its line ([`format::write_data_line`]).
+enum Out {
+    Event(Event),
+    Data {
+        t: f64,
+        ch: u32,
+        input: bool,
+        err: bool,
+        piece: Piece,
+    },
+}
+
+impl Out {
+    fn t(&self) -> f64 {
+        match self {
+            Out::Event(e) => e.t,
+            Out::Data { t, .. } => *t,
+        }
     }
+}
+
+/// Consecutive data of one channel and stream is merged into one event up
+/// to this many bytes: one line instead of one per SSH packet. It keeps the
+/// first packet's time (the others came within the same batch from the queue).
+const MERGE_BYTES: usize = 64 * 1024;
+
+fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece: Piece) {
+    if let Some(Out::Data {
+        ch: c,
+        input: i,
+        err: e,
+        piece: last,
+        ..
+    }) = out.last_mut()
+        && (*c, *i, *e) == (ch, input, err)
+    {
+        match (last, &piece) {
+            (Piece::Text(a), Piece::Text(b)) if a.len() + b.len() <= MERGE_BYTES => {
+                a.push_str(b);
+                return;
+            }
+            (Piece::Bytes(a), Piece::Bytes(b)) if a.len() + b.len() <= MERGE_BYTES => {
+                a.extend_from_slice(b);
+                return;
+            }
+            _ => {}
+        }
+    }
+    out.push(Out::Data {
+        t,
+        ch,
+        input,
+        err,
+        piece,
+    });
 }
 
 /// Seals the open chunk on a blocking thread (fsync can take a while).
@@ -774,37 +925,113 @@ async fn seal(
     }
 }
 
+type Sealing = JoinHandle<std::io::Result<(ChunkEntry, u64)>>;
+
+/// Starts sealing the open chunk on a blocking thread; the recording goes on
+/// meanwhile (the next chunk waits in memory, see [`ChunkWriter::begin_seal`]).
+fn begin_seal(writer: &mut ChunkWriter, tr: &Translator) -> Option<Sealing> {
+    let job = writer.begin_seal()?;
+    let channels = tr.summaries();
+    Some(tokio::task::spawn_blocking(move || job.run(channels)))
+}
+
+async fn sealed(h: &mut Sealing) -> std::io::Result<Option<(ChunkEntry, u64)>> {
+    match h.await {
+        Ok(r) => r.map(Some),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Raw bytes taken from the queue in one go (when that much is waiting)
+/// before they are written: consecutive reads become one event, see [`emit_data`].
+const BATCH_BYTES: u64 = 64 * 1024;
+
+fn record_len(r: &Record) -> u64 {
+    match &r.event {
+        ChannelEvent::Data { bytes, .. } => bytes.len() as u64,
+        _ => 64,
+    }
+}
+
+/// Writes what the translator made into the open chunk.
+fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out]) -> std::io::Result<()> {
+    for o in outs {
+        let n = match o {
+            Out::Event(e) => writer.append(e)?,
+            Out::Data {
+                t,
+                ch,
+                input,
+                err,
+                piece,
+            } => writer.append_data(*t, *ch, *input, *err, piece)?,
+        };
+        shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// One session: records until every tap is gone (closed), the recorder
 /// shuts down, or the spool fails; then seals and writes the manifest.
+///
+/// A full chunk is sealed (fsync, rename, directory fsync, index) on a
+/// blocking thread while the next one fills in memory; the next one may not
+/// go past `chunk_bytes` before that seal is done, and is not written to the
+/// spool before it: the spool never holds more than one chunk that is not
+/// durable, and the queue's back-pressure reaches the relay as before.
 async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: SessionInfo, mut rx: mpsc::Receiver<Record>) {
     let mut tr = Translator {
         record_input: info.record_input,
         channels: BTreeMap::new(),
     };
+    let chunk_bytes = shared.config.chunk_bytes;
     let mut chunks: Vec<ChunkEntry> = Vec::new();
     let mut deadline: Option<Instant> = None;
+    let mut sealing: Option<Sealing> = None;
     let mut shutdown = shared.shutdown.subscribe();
-    let mut events = Vec::new();
+    let mut outs: Vec<Out> = Vec::new();
     let mut last_t = 0.0;
     let mut failure: Option<String> = None;
     let how = loop {
+        let held = sealing.is_some() && writer.size() >= chunk_bytes;
         tokio::select! {
             biased;
             stopping = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
                 if stopping { break EndedHow::Shutdown }
             }
-            rec = rx.recv() => {
-                let Some(rec) = rec else { break EndedHow::Closed };
-                events.clear();
-                tr.translate(rec, &mut events);
-                let mut res = Ok(());
-                for e in &events {
-                    last_t = e.t;
-                    match writer.append(e) {
-                        Ok(n) => { shared.bytes.fetch_add(n as i64, Ordering::Relaxed); }
-                        Err(e) => { res = Err(e); break; }
-                    }
+            r = async { sealed(sealing.as_mut().unwrap_or_else(|| unreachable!("guarded"))).await }, if sealing.is_some() => {
+                sealing = None;
+                writer.sealed();
+                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+                    failure = Some(e);
+                    break EndedHow::Failed;
                 }
+                if let Err(e) = writer.write_out() {
+                    failure = Some(format!("writing the spool failed: {e}"));
+                    break EndedHow::Failed;
+                }
+                // The chunk that filled meanwhile may be due already.
+                if writer.size() >= chunk_bytes || deadline.is_some_and(|d| d <= Instant::now()) {
+                    deadline = None;
+                    sealing = begin_seal(&mut writer, &tr);
+                }
+            }
+            rec = rx.recv(), if !held => {
+                let Some(rec) = rec else { break EndedHow::Closed };
+                outs.clear();
+                // What is already waiting goes in one batch, up to the chunk's room.
+                let limit = BATCH_BYTES.min(chunk_bytes.saturating_sub(writer.size()));
+                let mut taken = record_len(&rec);
+                tr.translate(rec, &mut outs);
+                while taken < limit {
+                    let Ok(rec) = rx.try_recv() else { break };
+                    taken += record_len(&rec);
+                    tr.translate(rec, &mut outs);
+                }
+                if let Some(o) = outs.last() {
+                    last_t = o.t();
+                }
+                let mut res = append_all(&shared, &mut writer, &outs);
                 if res.is_ok() && rx.is_empty() {
                     res = writer.write_out();
                 }
@@ -815,36 +1042,33 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
                 if deadline.is_none() && writer.has_events() {
                     deadline = Some(Instant::now() + shared.config.chunk_interval);
                 }
-                if writer.size() >= shared.config.chunk_bytes {
+                if writer.size() >= chunk_bytes && sealing.is_none() {
                     deadline = None;
-                    let (w, r) = seal(writer, tr.summaries()).await;
-                    writer = w;
-                    if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
-                        failure = Some(e);
-                        break EndedHow::Failed;
-                    }
+                    sealing = begin_seal(&mut writer, &tr);
                 }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && sealing.is_none() => {
                 deadline = None;
-                let (w, r) = seal(writer, tr.summaries()).await;
-                writer = w;
-                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
-                    failure = Some(e);
-                    break EndedHow::Failed;
-                }
+                sealing = begin_seal(&mut writer, &tr);
             }
         }
     };
     // From here the relays' next `record` fails: nothing is relayed unrecorded.
     rx.close();
+    if let Some(mut h) = sealing.take() {
+        let r = sealed(&mut h).await;
+        writer.sealed();
+        if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+            failure.get_or_insert(e);
+        }
+    }
     let mut end = Vec::new();
     if failure.is_none() {
         // Events already accepted may have been relayed: they are recorded too.
         while let Some(rec) = rx.recv().await {
             tr.translate(rec, &mut end);
         }
-        last_t = end.last().map(|e| e.t).unwrap_or(last_t);
+        last_t = end.last().map(|e| e.t()).unwrap_or(last_t);
     }
     drop(rx);
     let session = info.session.clone();
@@ -853,15 +1077,10 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
     }
     tr.flush_all(last_t, &mut end);
     let mut result: Result<(), String> = Ok(());
-    if failure.is_none() {
-        for e in &end {
-            match writer.append(e) {
-                Ok(n) => {
-                    shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
-                }
-                Err(e) => result = Err(format!("writing the spool failed: {e}")),
-            }
-        }
+    if failure.is_none()
+        && let Err(e) = append_all(&shared, &mut writer, &end)
+    {
+        result = Err(format!("writing the spool failed: {e}"));
     }
     // Even after a failure, try to close the recording properly; if the disk
     // refuses, the session stays in the spool and start-up recovery ends it.
@@ -900,6 +1119,10 @@ impl Shared {
     ) -> Result<(), String> {
         match r {
             Ok(Some((entry, grew))) => {
+                let mut sha = [0u8; 32];
+                if hex::decode_to_slice(&entry.sha256, &mut sha).is_ok() {
+                    lock(&self.sealed_sha).insert(entry.key.clone(), sha);
+                }
                 self.bytes.fetch_add(grew as i64, Ordering::Relaxed);
                 self.pending.fetch_add(1, Ordering::Relaxed);
                 chunks.push(entry);

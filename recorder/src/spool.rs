@@ -15,10 +15,11 @@
 //! A file is deleted only after the store confirmed it; the directory goes
 //! when the manifest is confirmed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,90 @@ pub const META: &str = "meta.json";
 pub const CURRENT: &str = "current.jsonl";
 pub const INDEX: &str = "index.jsonl";
 pub const MANIFEST: &str = "manifest.json";
+
+/// Where an uploaded chunk's file waits to be the session's next
+/// `current.jsonl` (see [`Spares`]): `spare-<seq>`.
+pub const SPARE_PREFIX: &str = "spare-";
+
+/// At most this many spare files per session.
+pub const SPARES_PER_SESSION: usize = 4;
+
+/// Files of uploaded chunks kept for reuse, in their own session directory.
+///
+/// A new file costs an inode allocation, and on ext4 without a journal that
+/// scans past every inode deleted in the last minutes: with one file created
+/// and one deleted per chunk it was a third of the recorder's CPU in a
+/// download. So the uploader renames a confirmed chunk to a spare name
+/// (fsyncs the directory, so the chunk's name is gone for good, then
+/// truncates it) instead of deleting it, and the writer renames a spare to
+/// `current.jsonl` instead of creating one. Spares are only known in memory:
+/// what a previous process left is deleted when its session is done.
+#[derive(Clone, Default)]
+pub struct Spares(Arc<Mutex<HashMap<PathBuf, Vec<PathBuf>>>>);
+
+impl Spares {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Vec<PathBuf>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many spares `dir` has.
+    pub fn count(&self, dir: &Path) -> usize {
+        self.lock().get(dir).map_or(0, Vec::len)
+    }
+
+    /// Keeps `file`, an empty spare in `dir` whose rename is durable.
+    pub fn offer(&self, dir: &Path, file: PathBuf) {
+        self.lock().entry(dir.to_path_buf()).or_default().push(file);
+    }
+
+    fn take(&self, dir: &Path) -> Option<PathBuf> {
+        let mut map = self.lock();
+        let list = map.get_mut(dir)?;
+        let file = list.pop();
+        if list.is_empty() {
+            map.remove(dir);
+        }
+        file
+    }
+
+    /// The session is done: its spares are no longer used.
+    pub fn forget(&self, dir: &Path) {
+        self.lock().remove(dir);
+    }
+}
+
+/// `rename(2)` that fails instead of replacing an existing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: both are NUL-terminated paths that live for the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens a new, empty `current.jsonl` in `dir`: a spare renamed to it if
+/// there is one, else a new file; never an existing `current.jsonl`.
+fn open_current(dir: &Path, spares: &Spares) -> io::Result<File> {
+    let current = dir.join(CURRENT);
+    while let Some(spare) = spares.take(dir) {
+        if rename_noreplace(&spare, &current).is_ok() {
+            return OpenOptions::new().write(true).truncate(true).open(&current);
+        }
+    }
+    OpenOptions::new().write(true).create_new(true).open(&current)
+}
 
 /// Makes a rename or a new name durable: the directory entry itself must reach the disk.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -82,21 +167,78 @@ pub fn read_index(dir: &Path) -> io::Result<Vec<IndexEntry>> {
 /// The open chunk of one session. Appends go to the page cache as events
 /// arrive (a crash of the process loses nothing written); `seal` makes the
 /// chunk durable and hands it to the uploader.
+///
+/// Sealing can run beside the recording: [`ChunkWriter::begin_seal`] takes
+/// the open chunk out as a [`SealJob`] (its hash is known at once, so the
+/// next chunk can chain to it), and the next chunk's lines wait in memory —
+/// not in `current.jsonl`, which is still the sealing chunk's name until its
+/// job renamed it — until [`ChunkWriter::sealed`] says the job is done. The
+/// spool thus never holds more than one chunk that is not yet durable.
 pub struct ChunkWriter {
     dir: PathBuf,
     session: String,
     seq: u64,
     prev: String,
     file: Option<File>,
+    /// The open chunk has its header.
+    started: bool,
+    /// A seal job of the previous chunk runs: no file may be opened yet.
+    held: bool,
     buf: Vec<u8>,
     hasher: Sha256,
     size: u64,
     events: u64,
     last_t: Option<f64>,
+    spares: Spares,
 }
 
 /// Writes are batched up to this much before going to the file.
 const WRITE_BUF: usize = 64 * 1024;
+
+/// A chunk taken out of its [`ChunkWriter`] to be sealed: fsync, rename to
+/// `chunk-<seq>.jsonl`, fsync of the directory, its line in the index.
+pub struct SealJob {
+    dir: PathBuf,
+    spares: Spares,
+    file: Option<File>,
+    rest: Vec<u8>,
+    entry: ChunkEntry,
+    last_t: Option<f64>,
+}
+
+impl SealJob {
+    /// The chunk as the manifest will list it.
+    pub fn entry(&self) -> &ChunkEntry {
+        &self.entry
+    }
+
+    /// Makes the chunk durable and sealed, notes it in the index with
+    /// `channels`. Returns the entry and the bytes the index grew by.
+    /// Blocking: call from a blocking thread.
+    pub fn run(self, channels: Vec<ChannelSummary>) -> io::Result<(ChunkEntry, u64)> {
+        let mut file = match self.file {
+            Some(f) => f,
+            None => open_current(&self.dir, &self.spares)?,
+        };
+        if !self.rest.is_empty() {
+            file.write_all(&self.rest)?;
+        }
+        file.sync_all()?;
+        drop(file);
+        let name = format::chunk_file_name(self.entry.seq);
+        fs::rename(self.dir.join(CURRENT), self.dir.join(&name))?;
+        fsync_dir(&self.dir)?;
+        let grew = append_index(
+            &self.dir,
+            &IndexEntry {
+                chunk: self.entry.clone(),
+                last_t: self.last_t,
+                channels,
+            },
+        )?;
+        Ok((self.entry, grew))
+    }
+}
 
 impl ChunkWriter {
     /// The next chunk will be `seq`, chained to `prev`.
@@ -107,12 +249,21 @@ impl ChunkWriter {
             seq,
             prev,
             file: None,
+            started: false,
+            held: false,
             buf: Vec::new(),
             hasher: Sha256::new(),
             size: 0,
             events: 0,
             last_t: None,
+            spares: Spares::default(),
         }
+    }
+
+    /// Takes the chunk files from `spares` where it can (see [`Spares`]).
+    pub fn reuse_files(mut self, spares: Spares) -> Self {
+        self.spares = spares;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -134,28 +285,51 @@ impl ChunkWriter {
         &self.prev
     }
 
+    fn start(&mut self) -> io::Result<u64> {
+        if self.started {
+            return Ok(0);
+        }
+        self.started = true;
+        let mut header = serde_json::to_vec(&ChunkHeader {
+            session: self.session.clone(),
+            seq: self.seq,
+            prev: self.prev.clone(),
+        })
+        .map_err(io::Error::other)?;
+        header.push(b'\n');
+        Ok(self.push(&header))
+    }
+
     /// Adds an event; returns how many bytes the spool grew by.
     pub fn append(&mut self, event: &Event) -> io::Result<u64> {
-        let mut grew = 0;
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(self.dir.join(CURRENT))?;
-            self.file = Some(file);
-            let mut header = serde_json::to_vec(&ChunkHeader {
-                session: self.session.clone(),
-                seq: self.seq,
-                prev: self.prev.clone(),
-            })
-            .map_err(io::Error::other)?;
-            header.push(b'\n');
-            grew += self.push(&header);
-        }
-        let line = event.to_line();
-        grew += self.push(&line);
+        self.append_line(event.t, &event.to_line())
+    }
+
+    /// Adds an event already written as its line (with the newline, see
+    /// [`format::write_data_line`]); returns how many bytes the spool grew by.
+    pub fn append_line(&mut self, t: f64, line: &[u8]) -> io::Result<u64> {
+        let mut grew = self.start()?;
+        grew += self.push(line);
         self.events += 1;
-        self.last_t = Some(event.t);
+        self.last_t = Some(t);
+        if self.buf.len() >= WRITE_BUF {
+            self.write_out()?;
+        }
+        Ok(grew)
+    }
+
+    /// Adds an `o`/`i` event of `piece`, written straight into the buffer
+    /// ([`format::write_data_line`]); returns how many bytes the spool grew by.
+    pub fn append_data(&mut self, t: f64, ch: u32, input: bool, err: bool, piece: &format::Piece) -> io::Result<u64> {
+        let mut grew = self.start()?;
+        let from = self.buf.len();
+        format::write_data_line(&mut self.buf, t, ch, input, err, piece);
+        let line = &self.buf[from..];
+        self.hasher.update(line);
+        self.size += line.len() as u64;
+        grew += line.len() as u64;
+        self.events += 1;
+        self.last_t = Some(t);
         if self.buf.len() >= WRITE_BUF {
             self.write_out()?;
         }
@@ -169,32 +343,31 @@ impl ChunkWriter {
         bytes.len() as u64
     }
 
-    /// Hands buffered lines to the file (page cache; no fsync).
+    /// Hands buffered lines to the file (page cache; no fsync). While the
+    /// previous chunk's seal job runs they stay in memory.
     pub fn write_out(&mut self) -> io::Result<()> {
-        if let Some(f) = self.file.as_mut()
-            && !self.buf.is_empty()
-        {
+        if self.held || self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            self.file = Some(open_current(&self.dir, &self.spares)?);
+        }
+        if let Some(f) = self.file.as_mut() {
             f.write_all(&self.buf)?;
             self.buf.clear();
         }
         Ok(())
     }
 
-    /// Makes the open chunk durable and sealed: fsync, rename to
-    /// `chunk-<seq>.jsonl`, fsync the directory, note it in the index with
-    /// `channels`. Returns the entry and the bytes the index grew by; `None`
-    /// when there was nothing to seal. Blocking: call from a blocking thread.
-    pub fn seal(&mut self, channels: Vec<ChannelSummary>) -> io::Result<Option<(ChunkEntry, u64)>> {
-        if self.file.is_none() {
-            return Ok(None);
+    /// Takes the open chunk out to be sealed and starts the next one, chained
+    /// to it; `None` when there is nothing to seal. Until [`Self::sealed`] is
+    /// called, the next chunk stays in memory. Must not be called while an
+    /// earlier job runs.
+    pub fn begin_seal(&mut self) -> Option<SealJob> {
+        debug_assert!(!self.held, "one seal job at a time");
+        if !self.started {
+            return None;
         }
-        self.write_out()?;
-        let file = self.file.take().unwrap_or_else(|| unreachable!("checked above"));
-        file.sync_all()?;
-        drop(file);
-        let name = format::chunk_file_name(self.seq);
-        fs::rename(self.dir.join(CURRENT), self.dir.join(&name))?;
-        fsync_dir(&self.dir)?;
         let sha: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         let entry = ChunkEntry {
             seq: self.seq,
@@ -202,19 +375,45 @@ impl ChunkWriter {
             size: self.size,
             sha256: hex::encode(sha),
         };
-        let grew = append_index(
-            &self.dir,
-            &IndexEntry {
-                chunk: entry.clone(),
-                last_t: self.last_t,
-                channels,
-            },
-        )?;
-        self.prev = entry.sha256.clone();
+        let job = SealJob {
+            dir: self.dir.clone(),
+            spares: self.spares.clone(),
+            file: self.file.take(),
+            rest: std::mem::take(&mut self.buf),
+            entry,
+            last_t: self.last_t,
+        };
+        self.prev = job.entry.sha256.clone();
         self.seq += 1;
         self.size = 0;
         self.events = 0;
-        Ok(Some((entry, grew)))
+        self.started = false;
+        self.held = true;
+        Some(job)
+    }
+
+    /// The seal job of the previous chunk is done: the next chunk may have
+    /// its file.
+    pub fn sealed(&mut self) {
+        self.held = false;
+    }
+
+    /// Whether a seal job of this writer runs.
+    pub fn sealing(&self) -> bool {
+        self.held
+    }
+
+    /// Makes the open chunk durable and sealed: fsync, rename to
+    /// `chunk-<seq>.jsonl`, fsync the directory, note it in the index with
+    /// `channels`. Returns the entry and the bytes the index grew by; `None`
+    /// when there was nothing to seal. Blocking: call from a blocking thread.
+    pub fn seal(&mut self, channels: Vec<ChannelSummary>) -> io::Result<Option<(ChunkEntry, u64)>> {
+        let Some(job) = self.begin_seal() else {
+            return Ok(None);
+        };
+        let r = job.run(channels);
+        self.sealed();
+        r.map(Some)
     }
 }
 

@@ -50,6 +50,20 @@ pub trait Store: Send + Sync + 'static {
     /// lost) counts as stored, so an upload can be retried safely.
     async fn put(&self, key: &str, bytes: Bytes, sha256: [u8; 32]) -> Result<(), StoreError>;
 
+    /// Stores the file at `path` under `key`, as [`Store::put`] stores its
+    /// bytes. `path` is a sealed spool file that nobody writes any more. A
+    /// store on the same filesystem may take the file itself instead of a
+    /// copy (the local WORM directory links it: no second write and fsync of
+    /// the data, and no transfer for `sha256` to check); it then removes
+    /// the name `path` and returns `true`.
+    /// Otherwise `path` is left as it is and the answer is `false`.
+    async fn put_file(&self, key: &str, path: &std::path::Path, sha256: [u8; 32]) -> Result<bool, StoreError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+        self.put(key, Bytes::from(bytes), sha256).await.map(|()| false)
+    }
+
     /// Reads an object.
     async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
 

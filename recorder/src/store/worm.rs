@@ -7,10 +7,12 @@
 //! the immutable attribute set where the process may (`chattr +i`, which
 //! needs CAP_LINUX_IMMUTABLE and a filesystem that supports it).
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -21,10 +23,16 @@ use crate::format;
 /// `FS_IMMUTABLE_FL` from linux/fs.h (not exported by libc).
 const FS_IMMUTABLE_FL: libc::c_int = 0x10;
 
+/// How many session directories [`WormDir`] remembers as synced in the root.
+const SYNCED_DIRS_KEPT: usize = 4096;
+
 /// A directory of write-once files.
 pub struct WormDir {
     root: PathBuf,
     temp_counter: AtomicU64,
+    /// Session directories whose entry in the root this process made
+    /// durable (fsync of the root once per directory, not per object).
+    synced_dirs: Mutex<HashSet<PathBuf>>,
 }
 
 impl WormDir {
@@ -35,6 +43,7 @@ impl WormDir {
         Ok(WormDir {
             root,
             temp_counter: AtomicU64::new(0),
+            synced_dirs: Mutex::new(HashSet::new()),
         })
     }
 
@@ -58,7 +67,21 @@ impl WormDir {
         Ok(parts.iter().fold(self.root.clone(), |p, part| p.join(part)))
     }
 
-    /// `temp_id` makes the temporary name unique among concurrent puts.
+    /// Notes that `dir`'s entry in the root is durable.
+    fn synced(&self, dir: PathBuf, now: bool) {
+        if !now {
+            return;
+        }
+        let mut synced = self.synced_dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if synced.len() >= SYNCED_DIRS_KEPT {
+            // Forgetting only costs one more fsync of the root per directory.
+            synced.clear();
+        }
+        synced.insert(dir);
+    }
+
+    /// `temp_id` makes the temporary name unique among concurrent puts;
+    /// `sync_root`: the object's directory may be new in the root.
     fn put_blocking(
         root: &Path,
         path: PathBuf,
@@ -66,6 +89,7 @@ impl WormDir {
         key: &str,
         bytes: &[u8],
         sha256: [u8; 32],
+        sync_root: bool,
     ) -> Result<(), StoreError> {
         if format::sha256(bytes) != sha256 {
             return Err(StoreError::Refused(format!(
@@ -95,21 +119,86 @@ impl WormDir {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(key.to_owned())),
             Err(e) => return Err(io_err("cannot link into", e)),
         }
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).map_err(|e| io_err("cannot chmod in", e))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_err("cannot fsync", e))?;
-        if dir != root {
-            // The session directory's own entry in the root must be durable too.
-            File::open(root)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err("cannot fsync", e))?;
-        }
+        WormDir::settle(root, &dir, &path, sync_root)?;
         // Best effort: EPERM (no CAP_LINUX_IMMUTABLE) or ENOTTY/EOPNOTSUPP
         // (filesystem without the attribute) leave the file 0444 only, which
         // `retention` reports as `immutable: false`.
         let _ = set_immutable(&path);
         Ok(())
+    }
+}
+
+impl WormDir {
+    /// [`Store::put_file`]: links the file under its key (fails if the name
+    /// exists; there is no copy, so no transfer for the SHA-256 to check:
+    /// the spool's writer hashed these very bytes, and `verify` re-hashes
+    /// every stored chunk), removes the spool's name for it and
+    /// makes that durable (an immutable file's names cannot be removed, and
+    /// the spool must not list it again), then as `put`: 0444, directory
+    /// fsync, immutable. The data were fsynced when the spool sealed them.
+    /// Across filesystems it falls back to a copy (`put`), answering `false`.
+    #[allow(clippy::too_many_arguments)]
+    fn put_file_blocking(
+        root: &Path,
+        path: PathBuf,
+        temp_id: u64,
+        key: &str,
+        src: &Path,
+        sha256: [u8; 32],
+        sync_root: bool,
+    ) -> Result<bool, StoreError> {
+        let dir = path.parent().unwrap_or(root).to_path_buf();
+        let io_err = |what: &str, e: io::Error| StoreError::Unavailable(format!("{what} {}: {e}", dir.display()));
+        fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", e))?;
+        if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::metadata(&path)) {
+            use std::os::unix::fs::MetadataExt;
+            if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+                // Linked by an attempt that was cut before it removed the
+                // spool's name: finish it.
+                WormDir::release_source(src, &path);
+                return Ok(true);
+            }
+        }
+        match fs::hard_link(src, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(StoreError::Exists(key.to_owned())),
+            // Another filesystem (EXDEV) or no links there: a copy.
+            Err(_) => {
+                let bytes = fs::read(src)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", src.display())))?;
+                return WormDir::put_blocking(root, path, temp_id, key, &bytes, sha256, sync_root).map(|()| false);
+            }
+        }
+        WormDir::settle(root, &dir, &path, sync_root)?;
+        WormDir::release_source(src, &path);
+        Ok(true)
+    }
+
+    /// A new object's name is in place: 0444, its directory fsynced, and
+    /// with `sync_root` the directory's own entry in the root too.
+    fn settle(root: &Path, dir: &Path, path: &Path, sync_root: bool) -> Result<(), StoreError> {
+        let io_err = |what: &str, e: io::Error| StoreError::Unavailable(format!("{what} {}: {e}", dir.display()));
+        fs::set_permissions(path, fs::Permissions::from_mode(0o444)).map_err(|e| io_err("cannot chmod in", e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("cannot fsync", e))?;
+        if dir != root && sync_root {
+            File::open(root)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err("cannot fsync", e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the spool's name of a linked object (durably), then makes the
+    /// object immutable (best effort, as in `put`; not before: an immutable
+    /// file's names cannot be removed).
+    fn release_source(src: &Path, path: &Path) {
+        let unlinked =
+            fs::remove_file(src).and_then(|()| File::open(src.parent().unwrap_or(Path::new(".")))?.sync_all());
+        if unlinked.is_ok() {
+            let _ = set_immutable(path);
+        }
     }
 }
 
@@ -166,7 +255,33 @@ impl Store for WormDir {
         let root = self.root.clone();
         let temp_id = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let key = key.to_owned();
-        blocking(move || WormDir::put_blocking(&root, path, temp_id, &key, &bytes, sha256)).await?
+        let dir = path.parent().unwrap_or(&root).to_path_buf();
+        let sync_root = !self
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dir);
+        blocking(move || WormDir::put_blocking(&root, path, temp_id, &key, &bytes, sha256, sync_root)).await??;
+        self.synced(dir, sync_root);
+        Ok(())
+    }
+
+    async fn put_file(&self, key: &str, src: &Path, sha256: [u8; 32]) -> Result<bool, StoreError> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let temp_id = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let key = key.to_owned();
+        let src = src.to_path_buf();
+        let dir = path.parent().unwrap_or(&root).to_path_buf();
+        let sync_root = !self
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dir);
+        let taken =
+            blocking(move || WormDir::put_file_blocking(&root, path, temp_id, &key, &src, sha256, sync_root)).await??;
+        self.synced(dir, sync_root);
+        Ok(taken)
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
@@ -240,5 +355,49 @@ impl Store for WormDir {
 
     fn describe(&self) -> String {
         format!("worm:{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_spool_file_is_linked_not_copied_and_never_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = WormDir::new(tmp.path().join("store")).unwrap();
+        let spool = tmp.path().join("spool");
+        fs::create_dir_all(&spool).unwrap();
+        let src = spool.join("chunk-000000.jsonl");
+        fs::write(&src, b"chunk bytes\n").unwrap();
+        let ino = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&src).unwrap().ino()
+        };
+        let sha = format::sha256(b"chunk bytes\n");
+        assert!(store.put_file("s1/chunk-000000.jsonl", &src, sha).await.unwrap());
+        assert!(!src.exists(), "the spool's name goes with the link");
+        let stored = store.root().join("s1/chunk-000000.jsonl");
+        let meta = fs::metadata(&stored).unwrap();
+        {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(meta.ino(), ino);
+        }
+        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+        assert_eq!(&store.get("s1/chunk-000000.jsonl").await.unwrap()[..], b"chunk bytes\n");
+        // The same key again, from another file: refused, nothing replaced.
+        fs::write(&src, b"something else\n").unwrap();
+        let other = format::sha256(b"something else\n");
+        assert!(matches!(
+            store.put_file("s1/chunk-000000.jsonl", &src, other).await,
+            Err(StoreError::Exists(_))
+        ));
+        assert_eq!(&store.get("s1/chunk-000000.jsonl").await.unwrap()[..], b"chunk bytes\n");
+        let _ = std::process::Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(tmp.path())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
