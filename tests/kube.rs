@@ -2,9 +2,9 @@
 //! against a TLS endpoint (`peers/kube-endpoint.py`) that, like
 //! kube-apiserver's `--client-ca-file` authentication, accepts only client
 //! certificates signed by the cluster's client CA and reports the subject
-//! it saw: embedded certificates, the exec plugin through `ssh` (called
-//! again once the certificate expired, one ControlMaster connection for
-//! all calls), refusals (no mapped group, TTL above the maximum), issuing while
+//! it saw: embedded certificates, the exec plugin through `ssh` (key + TOTP
+//! asked once: one ControlMaster connection serves every call; called again
+//! once the certificate expired), refusals (no mapped group, TTL above the maximum), issuing while
 //! the API server is down, break-glass
 //! groups, a certificate from another CA refused by the endpoint, and the
 //! operator's issued list.
@@ -125,8 +125,22 @@ struct KubeLab {
     bob: LabUser,
 }
 
+/// Alice's TOTP secret when the lab asks for key + TOTP.
+struct Mfa {
+    secret: String,
+}
+
 fn kube_lab() -> KubeLab {
+    kube_lab_with(false).0
+}
+
+/// With `mfa`, logins take a key and a TOTP code (alice's seed is set in the
+/// state store, as `enroll totp` would).
+fn kube_lab_with(mfa: bool) -> (KubeLab, Option<Mfa>) {
     let mut lab = Lab::new();
+    if mfa {
+        lab.auth_methods(r#"[["publickey", "totp"]]"#);
+    }
     let keys = lab.dir().join("keys");
     // The operator's way to make a dedicated client CA.
     let out = Cmd::new(bastion_bin())
@@ -158,12 +172,25 @@ fn kube_lab() -> KubeLab {
     lab.section(&cluster("fast", "12s", "15s"));
     lab.section("[break_glass]\nreason_min = 10\n");
     lab.start();
-    KubeLab {
-        lab,
-        endpoint,
-        alice,
-        bob,
-    }
+    let mfa = mfa.then(|| {
+        // The bastion's own way to the state store, from the lab's config.
+        let config = bastion::config::Config::load(&lab.config_path()).unwrap();
+        let state = bastion::server::open_state(&config).unwrap();
+        let seed = bastion::factors::totp::generate_secret();
+        state.set_totp_seed("alice", &seed, unix_now()).unwrap();
+        Mfa {
+            secret: bastion::factors::totp::base32(&seed),
+        }
+    });
+    (
+        KubeLab {
+            lab,
+            endpoint,
+            alice,
+            bob,
+        },
+        mfa,
+    )
 }
 
 fn unix_now() -> i64 {
@@ -382,21 +409,55 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn the_exec_plugin_asks_through_one_ssh_connection_and_again_after_expiry() {
-    let k = kube_lab();
-    let out = ssh(&k.alice)
+    let (k, mfa) = kube_lab_with(true);
+    let secret = mfa.unwrap().secret;
+    // Key + TOTP: the code comes from oathtool when ssh asks, and every
+    // prompt is logged, so the test sees how often the second factor was asked.
+    let askpass_dir = k.lab.dir().join("askpass");
+    fs::create_dir_all(&askpass_dir).unwrap();
+    let prompts = askpass_dir.join("prompts");
+    let script = askpass_dir.join("askpass.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {p}\ncase \"$1\" in\n  *erification*) oathtool --totp -b {s} ;;\n  *) printf '\\n' ;;\nesac\n",
+            p = sh_quote(&prompts.display().to_string()),
+            s = sh_quote(&secret),
+        ),
+    )
+    .unwrap();
+    let mut perm = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&script, perm).unwrap();
+    let code_prompts = || {
+        fs::read_to_string(&prompts)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("erification"))
+            .count()
+    };
+
+    // The test's ssh keeps its control socket in the lab instead of ~/.ssh
+    // (OpenSSH takes ~ from the passwd entry, not $HOME). Fetching the
+    // kubeconfig opens the shared connection (key + TOTP) that kubectl's
+    // plugin calls then reuse, as on an engineer's laptop.
+    let control = k.lab.dir().join("cm-%C");
+    let ssh_config = k.alice.ssh_config_path();
+    let out = ssh_askpass(&ssh_config, &script)
+        .args(["-o", "ControlMaster=auto", "-o"])
+        .arg(format!("ControlPath={}", control.display()))
+        .args(["-o", "ControlPersist=10m"])
         .args(["bastion", "kubeconfig", "fast", "--exec", "--via", "bastion"])
         .run()
         .expect_ok();
+    assert_eq!(code_prompts(), 1, "one TOTP code for the login");
     assert!(
         !out.stdout.contains("client-certificate-data"),
         "no credential on disk: {out}"
     );
     assert!(out.stdout.contains("kube-credential"), "{out}");
-    // The test's ssh reads its own config and keeps its control socket in
-    // the lab instead of ~/.ssh (OpenSSH takes both from the passwd entry,
-    // not $HOME); everything else is the kubeconfig as issued.
-    let control = k.lab.dir().join("cm-%C");
-    let ssh_config = k.alice.ssh_config_path();
+    // Everything else is the kubeconfig as issued; the plugin's ssh reads
+    // the lab's ssh_config (BatchMode: it could not answer a prompt).
     let patched = out
         .stdout
         .replace(
@@ -432,8 +493,8 @@ fn the_exec_plugin_asks_through_one_ssh_connection_and_again_after_expiry() {
     assert_eq!(exec_issued(&k.lab), 2);
     assert_eq!(
         audit_events(&k.lab, "auth.success").len(),
-        logins_before + 1,
-        "ControlMaster: one login serves every kubectl call"
+        logins_before,
+        "ControlMaster: the one login serves every kubectl call"
     );
 
     // One long-running kubectl: after expirationTimestamp it asks again,
@@ -480,6 +541,7 @@ fn the_exec_plugin_asks_through_one_ssh_connection_and_again_after_expiry() {
         "kubectl did not ask again after expiry"
     );
     assert!(exec_issued(&k.lab) >= 4, "the plugin ran again");
+    assert_eq!(code_prompts(), 1, "MFA asked once for every call");
     drop(proxy);
     let _ = Cmd::new("ssh")
         .arg("-F")
