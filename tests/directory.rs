@@ -1,7 +1,8 @@
 //! The directory through the real `ssh` client: an OpenLDAP slapd (started
 //! by `tests/peers/slapd.sh`) proves users by their LDAP password, nested
 //! group membership opens a target, and the live re-check cuts a running
-//! session when the user leaves the granting group.
+//! session when the user leaves the granting group, and the next Kubernetes
+//! certificate over a shared connection is refused.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -136,28 +137,14 @@ fn ldap_password_and_nested_group_open_the_target() {
     assert!(log.contains("locked"), "{log}");
 }
 
-#[test]
-fn leaving_the_granting_group_cuts_a_live_session() {
-    let slapd = start_slapd();
-    let (mut lab, _node) = ldap_lab(&slapd, "2s");
-    let alice = lab.client("alice");
-    lab.start();
-    let session = ssh_with_password(&lab, &alice, ALICE_PW, "echo STARTED; sleep 60; echo NOT-CUT").spawn();
-    let log_path: PathBuf = lab.dir().join("bastion.log");
-    assert!(
-        wait_until(Duration::from_secs(30), || read_lossy(&log_path)
-            .contains("logged in to node")),
-        "the session did not start:\n{}",
-        lab.log()
-    );
-    // Take alice out of sre (and so out of k8s-ops, through the nesting).
+/// Takes alice out of sre (and so out of k8s-ops, through the nesting).
+fn take_alice_out_of_sre(slapd: &Slapd) {
     let i = &slapd.info;
     let ldif = format!(
         // groupOfNames needs a member: bob takes alice's place.
         "dn: cn=sre,ou=groups,{}\nchangetype: modify\nreplace: member\nmember: uid=bob,ou=people,{}\n",
         i["base_dn"], i["base_dn"]
     );
-    let cut_at = Instant::now();
     Cmd::new("ldapmodify")
         .args([
             "-H",
@@ -173,6 +160,24 @@ fn leaving_the_granting_group_cuts_a_live_session() {
         .timeout(Duration::from_secs(20))
         .run()
         .expect_ok();
+}
+
+#[test]
+fn leaving_the_granting_group_cuts_a_live_session() {
+    let slapd = start_slapd();
+    let (mut lab, _node) = ldap_lab(&slapd, "2s");
+    let alice = lab.client("alice");
+    lab.start();
+    let session = ssh_with_password(&lab, &alice, ALICE_PW, "echo STARTED; sleep 60; echo NOT-CUT").spawn();
+    let log_path: PathBuf = lab.dir().join("bastion.log");
+    assert!(
+        wait_until(Duration::from_secs(30), || read_lossy(&log_path)
+            .contains("logged in to node")),
+        "the session did not start:\n{}",
+        lab.log()
+    );
+    let cut_at = Instant::now();
+    take_alice_out_of_sre(&slapd);
     let out = session.wait_timeout(Duration::from_secs(30));
     assert!(!out.timed_out, "the session was not cut:\n{out}");
     assert!(
@@ -282,4 +287,57 @@ fn directory_down_refuses_users_but_not_the_emergency_account() {
         "the emergency account was refused:\n{sos}\n{}",
         lab.log()
     );
+}
+
+/// Over one shared ssh connection (what kubectl's exec plugin uses), a
+/// group taken away in the directory counts at the next Kubernetes
+/// certificate, long before the live re-check (5 min here) would see it.
+#[test]
+fn leaving_a_group_counts_at_the_next_kubernetes_certificate() {
+    let slapd = start_slapd();
+    let (mut lab, _node) = ldap_lab(&slapd, "5m");
+    let keys = lab.dir().join("keys");
+    Cmd::new(bastion_bin())
+        .args(["kube", "ca-init", "--cluster", "prod", "--cert"])
+        .arg(keys.join("kube-ca.pem"))
+        .arg("--key")
+        .arg(keys.join("kube-ca.key"))
+        .timeout(Duration::from_secs(30))
+        .run()
+        .expect_ok();
+    // No API server is needed to issue; its CA bundle is any certificate.
+    lab.section(
+        "[[clusters]]\nname = \"prod\"\nserver = \"https://127.0.0.1:6443\"\ncertificate_authority = \"keys/kube-ca.pem\"\n\
+         client_ca_cert = \"keys/kube-ca.pem\"\nclient_ca_key = \"keys/kube-ca.key\"\n\n\
+         [[clusters.groups]]\nad = [\"k8s-ops\"]\nkubernetes = [\"ops\"]\n",
+    );
+    let alice = lab.client("alice");
+    lab.start();
+    let (script, _) = askpass_script(&lab.dir().join("askpass-alice"), ALICE_PW, "");
+    let control = lab.dir().join("cm-%C");
+    let shared = |cmd: Cmd| {
+        cmd.args(["-o", "ControlMaster=auto", "-o"])
+            .arg(format!("ControlPath={}", control.display()))
+            .args(["-o", "ControlPersist=60", "-o", "PubkeyAuthentication=no"])
+    };
+    // alice ∈ sre ∈ k8s-ops: a certificate for group ops.
+    let first = shared(ssh_askpass(&alice.ssh_config_path(), &script))
+        .args(["bastion", "kube-credential", "prod"])
+        .run()
+        .expect_ok();
+    assert!(first.stdout.contains("\"kind\":\"ExecCredential\""), "{first}");
+
+    take_alice_out_of_sre(&slapd);
+
+    // The same connection (no new login: BatchMode would refuse a prompt).
+    let second = shared(ssh(&alice)).args(["bastion", "kube-credential", "prod"]).run();
+    assert_eq!(second.code(), Some(1), "{second}");
+    assert!(
+        second
+            .stderr
+            .contains("your groups map to no Kubernetes group on cluster prod"),
+        "{second}"
+    );
+    assert!(second.stdout.is_empty(), "{second}");
+    let _ = shared(ssh(&alice)).args(["-O", "exit", "bastion"]).run();
 }
