@@ -62,14 +62,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 }
             };
             let store = S3Store::new(S3Config {
-                bucket: s.bucket.clone(),
-                prefix: s.prefix.clone(),
-                region: s.region.clone(),
-                endpoint: s.endpoint.clone(),
-                path_style: s.path_style,
-                retention_days: s.retention_days,
                 access_key_id: read(&s.access_key_id_file)?,
                 secret_access_key: read(&s.secret_access_key_file)?,
+                ..s.s3.clone()
             })
             .await
             .map_err(|e| anyhow!("recording store: {e}"))?;

@@ -5,23 +5,11 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::kube::*;
+use super::tests::{strings, who};
 use super::*;
 
 const NOW: i64 = 1_800_000_000;
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-fn who<'a>(user: &'a str, groups: &'a [String]) -> Identity<'a> {
-    Identity {
-        user,
-        groups,
-        group_dns: &[],
-        emergency: false,
-    }
-}
 
 fn prod() -> Cluster {
     Cluster {

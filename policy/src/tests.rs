@@ -23,7 +23,7 @@ fn target<'a>(name: &'a str, labels: &'a BTreeMap<String, String>, logins: &'a [
     }
 }
 
-fn who<'a>(user: &'a str, groups: &'a [String]) -> Identity<'a> {
+pub(super) fn who<'a>(user: &'a str, groups: &'a [String]) -> Identity<'a> {
     Identity {
         user,
         groups,
@@ -32,7 +32,7 @@ fn who<'a>(user: &'a str, groups: &'a [String]) -> Identity<'a> {
     }
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
+pub(super) fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 

@@ -63,14 +63,12 @@ pub enum StoreConfig {
     S3(S3StoreConfig),
 }
 
+/// The S3 store as configured: the recorder's settings, whose credentials
+/// are read from these files when the store opens (never kept in the config).
 #[derive(Debug, Clone)]
 pub struct S3StoreConfig {
-    pub bucket: String,
-    pub prefix: String,
-    pub region: String,
-    pub endpoint: Option<String>,
-    pub path_style: bool,
-    pub retention_days: u32,
+    /// Bucket, prefix, region, endpoint, path style, retention; no credentials.
+    pub s3: recorder::store::s3::S3Config,
     pub access_key_id_file: Option<PathBuf>,
     pub secret_access_key_file: Option<PathBuf>,
 }
@@ -194,12 +192,16 @@ pub(super) fn parse_recording(
                 return Err(lines.error("recording.s3.endpoint", e, "must be an http:// or https:// URL"));
             }
             StoreConfig::S3(S3StoreConfig {
-                bucket: s.bucket.get_ref().clone(),
-                prefix: s.prefix.clone(),
-                region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                endpoint: s.endpoint.as_ref().map(|e| e.get_ref().clone()),
-                path_style: s.path_style,
-                retention_days,
+                s3: recorder::store::s3::S3Config {
+                    bucket: s.bucket.get_ref().clone(),
+                    prefix: s.prefix.clone(),
+                    region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                    endpoint: s.endpoint.as_ref().map(|e| e.get_ref().clone()),
+                    path_style: s.path_style,
+                    retention_days,
+                    access_key_id: None,
+                    secret_access_key: None,
+                },
                 access_key_id_file: s.access_key_id_file.as_ref().map(path),
                 secret_access_key_file: s.secret_access_key_file.as_ref().map(path),
             })

@@ -118,7 +118,7 @@ impl ClientCa {
     pub fn generate(common_name: &str, validity: Duration) -> Result<(String, Zeroizing<String>)> {
         let key = SigningKey::generate_from_rng(&mut rand::rng());
         let subject = name(common_name, &[])?;
-        let profile = CaProfile {
+        let profile = Profile::Ca {
             subject: subject.clone(),
         };
         let now = SystemTime::now();
@@ -142,7 +142,7 @@ impl ClientCa {
         );
         let key = SigningKey::generate_from_rng(&mut rand::rng());
         let serial = SerialNumber::generate(&mut rand::rng());
-        let profile = ClientProfile {
+        let profile = Profile::Client {
             issuer: self.subject.clone(),
             subject: name(user, groups)?,
         };
@@ -194,57 +194,26 @@ fn name(common_name: &str, organizations: &[String]) -> Result<Name> {
     Name::from_der(&seq.to_der().map_err(|e| anyhow!("{e}"))?).map_err(|e| anyhow!("{e}"))
 }
 
-/// A TLS client certificate: not a CA, digital signature, clientAuth only.
-struct ClientProfile {
-    issuer: Name,
-    subject: Name,
+/// The two kinds of certificate made here.
+enum Profile {
+    /// A TLS client certificate: not a CA, digital signature, clientAuth only.
+    Client { issuer: Name, subject: Name },
+    /// A self-signed CA that signs end-entity certificates only (path length 0).
+    Ca { subject: Name },
 }
 
-impl BuilderProfile for ClientProfile {
-    fn get_issuer(&self, _subject: &Name) -> Name {
-        self.issuer.clone()
-    }
-
-    fn get_subject(&self) -> Name {
-        self.subject.clone()
-    }
-
-    // Each extension is built against the ones before it (duplicates are refused), hence pushes.
-    #[allow(clippy::vec_init_then_push)]
-    fn build_extensions(
-        &self,
-        _spk: SubjectPublicKeyInfoRef<'_>,
-        issuer_spk: SubjectPublicKeyInfoRef<'_>,
-        tbs: &TbsCertificate,
-    ) -> x509_cert::builder::Result<Vec<Extension>> {
-        let subject = tbs.subject();
-        let mut e = Vec::new();
-        e.push(
-            BasicConstraints {
-                ca: false,
-                path_len_constraint: None,
-            }
-            .to_extension(subject, &e)?,
-        );
-        e.push(KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(subject, &e)?);
-        e.push(ExtendedKeyUsage(vec![const_oid::db::rfc5280::ID_KP_CLIENT_AUTH]).to_extension(subject, &e)?);
-        e.push(AuthorityKeyIdentifier::try_from(issuer_spk)?.to_extension(subject, &e)?);
-        Ok(e)
-    }
-}
-
-/// A self-signed CA that signs end-entity certificates only (path length 0).
-struct CaProfile {
-    subject: Name,
-}
-
-impl BuilderProfile for CaProfile {
+impl BuilderProfile for Profile {
     fn get_issuer(&self, subject: &Name) -> Name {
-        subject.clone()
+        match self {
+            Profile::Client { issuer, .. } => issuer.clone(),
+            Profile::Ca { .. } => subject.clone(),
+        }
     }
 
     fn get_subject(&self) -> Name {
-        self.subject.clone()
+        match self {
+            Profile::Client { subject, .. } | Profile::Ca { subject } => subject.clone(),
+        }
     }
 
     // Each extension is built against the ones before it (duplicates are refused), hence pushes.
@@ -252,20 +221,27 @@ impl BuilderProfile for CaProfile {
     fn build_extensions(
         &self,
         spk: SubjectPublicKeyInfoRef<'_>,
-        _issuer_spk: SubjectPublicKeyInfoRef<'_>,
+        issuer_spk: SubjectPublicKeyInfoRef<'_>,
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let subject = tbs.subject();
+        let ca = matches!(self, Profile::Ca { .. });
         let mut e = Vec::new();
         e.push(
             BasicConstraints {
-                ca: true,
-                path_len_constraint: Some(0),
+                ca,
+                path_len_constraint: ca.then_some(0),
             }
             .to_extension(subject, &e)?,
         );
-        e.push(KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign).to_extension(subject, &e)?);
-        e.push(SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &e)?);
+        if ca {
+            e.push(KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign).to_extension(subject, &e)?);
+            e.push(SubjectKeyIdentifier::try_from(spk)?.to_extension(subject, &e)?);
+        } else {
+            e.push(KeyUsage(KeyUsages::DigitalSignature.into()).to_extension(subject, &e)?);
+            e.push(ExtendedKeyUsage(vec![const_oid::db::rfc5280::ID_KP_CLIENT_AUTH]).to_extension(subject, &e)?);
+            e.push(AuthorityKeyIdentifier::try_from(issuer_spk)?.to_extension(subject, &e)?);
+        }
         Ok(e)
     }
 }

@@ -194,7 +194,10 @@ pub async fn issue(
         .issue(&identity.user, &credential.groups, credential.ttl, SystemTime::now())
         .map_err(|e| {
             error!(cluster = %cluster.name, error = %format!("{e:#}"), "cannot sign a Kubernetes client certificate");
-            format!("the certificate for {} cannot be signed right now", cluster.name)
+            format!(
+                "the certificate for {} cannot be signed right now; try again, and if it persists tell the bastion operator (the service log says why)",
+                cluster.name
+            )
         })?;
     let grant_id = credential.break_glass.as_ref().map(|b| b.grant_id.clone());
     let record = KubeIssued {
@@ -212,7 +215,7 @@ pub async fn issue(
     // Not listed, not issued: the list is what incident response relies on.
     bastion.state.record_kube_issued(&record).map_err(|e| {
         error!(error = %format!("{e:#}"), "cannot record an issued Kubernetes certificate; not issuing it");
-        "the certificate cannot be recorded right now, so it is not issued; try again".to_string()
+        "the certificate cannot be recorded right now, so it is not issued; try again, and if it persists tell the bastion operator".to_string()
     })?;
     bastion.audit.record(
         "kube.issued",

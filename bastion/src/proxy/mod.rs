@@ -120,6 +120,10 @@ pub struct ProxyConn {
     node: Option<Result<NodeLink, String>>,
     /// Per client channel: the replies the relay owes, in request order.
     replies: HashMap<ChannelId, mpsc::UnboundedReceiver<oneshot::Receiver<bool>>>,
+    /// Channels accepted only to say why nothing happens: the message goes
+    /// out once the client asked for a shell, command or subsystem (sent
+    /// before, the client may drop it when its request then fails).
+    explaining: HashMap<ChannelId, (Channel<server::Msg>, String)>,
     client_handle: Option<server::Handle>,
     /// Stops the watchdog when the connection (and so this struct) goes away.
     watchdog: Option<AbortOnDrop>,
@@ -164,6 +168,7 @@ impl ProxyConn {
             ctx: None,
             node: None,
             replies: HashMap::new(),
+            explaining: HashMap::new(),
             client_handle: None,
             watchdog: None,
             identity_updates: None,
@@ -338,7 +343,7 @@ impl ProxyConn {
             Ok(x) => x,
             Err(message) => {
                 reply.accept().await;
-                tokio::spawn(explain_and_close(channel, message));
+                self.explaining.insert(channel.id(), (channel, message));
                 return;
             }
         };
@@ -354,7 +359,7 @@ impl ProxyConn {
             Ok(t) => t,
             Err(e) => {
                 reply.accept().await;
-                tokio::spawn(explain_and_close(channel, e.to_string()));
+                self.explaining.insert(channel.id(), (channel, e.to_string()));
                 return;
             }
         };
@@ -473,7 +478,17 @@ impl ProxyConn {
 
     /// Answers the client's channel request with what the node (or our
     /// policy) said, in order.
-    pub async fn answer_request(&mut self, channel: ChannelId, session: &mut Session) {
+    /// `starts`: a shell, exec or subsystem request (not pty or env).
+    pub async fn answer_request(&mut self, channel: ChannelId, session: &mut Session, starts: bool) {
+        if self.explaining.contains_key(&channel) {
+            // Accepted, so that the client reads the explanation and the
+            // exit status instead of "request failed".
+            let _ = session.channel_success(channel);
+            if starts && let Some((ch, message)) = self.explaining.remove(&channel) {
+                tokio::spawn(explain_and_close(ch, message));
+            }
+            return;
+        }
         let ok = match self.replies.get_mut(&channel) {
             None => false,
             Some(queue) => match tokio::time::timeout(REPLY_TIMEOUT, queue.recv()).await {
@@ -490,6 +505,7 @@ impl ProxyConn {
 
     pub fn channel_closed(&mut self, channel: ChannelId) {
         self.replies.remove(&channel);
+        self.explaining.remove(&channel);
         if let Some(Ok(ctx)) = &self.ctx
             && let Ok(mut t) = ctx.terminals.lock()
         {

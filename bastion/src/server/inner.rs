@@ -255,7 +255,7 @@ impl Handler for InnerHandler {
         _modes: &[(Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session).await;
+        self.proxy.answer_request(channel, session, false).await;
         Ok(())
     }
 
@@ -266,12 +266,12 @@ impl Handler for InnerHandler {
         _v: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session).await;
+        self.proxy.answer_request(channel, session, false).await;
         Ok(())
     }
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session).await;
+        self.proxy.answer_request(channel, session, true).await;
         Ok(())
     }
 
@@ -281,7 +281,7 @@ impl Handler for InnerHandler {
         _data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session).await;
+        self.proxy.answer_request(channel, session, true).await;
         Ok(())
     }
 
@@ -291,7 +291,7 @@ impl Handler for InnerHandler {
         _name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session).await;
+        self.proxy.answer_request(channel, session, true).await;
         Ok(())
     }
 

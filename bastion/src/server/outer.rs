@@ -270,7 +270,7 @@ impl Handler for OuterHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match self.proxy() {
-            Some(p) => p.answer_request(channel, session).await,
+            Some(p) => p.answer_request(channel, session, false).await,
             None => {
                 self.command_ptys.insert(channel);
                 session.channel_success(channel)?
@@ -287,7 +287,7 @@ impl Handler for OuterHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match self.proxy() {
-            Some(p) => p.answer_request(channel, session).await,
+            Some(p) => p.answer_request(channel, session, false).await,
             None => session.channel_failure(channel)?,
         }
         Ok(())
@@ -295,7 +295,7 @@ impl Handler for OuterHandler {
 
     async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
         if let Some(p) = self.proxy() {
-            p.answer_request(channel, session).await;
+            p.answer_request(channel, session, true).await;
             return Ok(());
         }
         session.channel_success(channel)?;
@@ -310,7 +310,7 @@ impl Handler for OuterHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if let Some(p) = self.proxy() {
-            p.answer_request(channel, session).await;
+            p.answer_request(channel, session, true).await;
             return Ok(());
         }
         session.channel_success(channel)?;
@@ -326,7 +326,7 @@ impl Handler for OuterHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         match self.proxy() {
-            Some(p) => p.answer_request(channel, session).await,
+            Some(p) => p.answer_request(channel, session, true).await,
             None => session.channel_failure(channel)?,
         }
         Ok(())

@@ -242,6 +242,38 @@ fn not_found_or(key: &str, e: io::Error) -> StoreError {
     }
 }
 
+/// Where an object goes and what its write needs.
+struct Placement {
+    path: std::path::PathBuf,
+    root: std::path::PathBuf,
+    /// Names the temporary file, unique in this process.
+    temp_id: u64,
+    /// The session directory the object lands in.
+    dir: std::path::PathBuf,
+    /// Whether the store root must be fsynced (the first object of `dir`).
+    sync_root: bool,
+}
+
+impl WormDir {
+    fn placement(&self, key: &str) -> Result<Placement, StoreError> {
+        let path = self.path_of(key)?;
+        let root = self.root.clone();
+        let dir = path.parent().unwrap_or(&root).to_path_buf();
+        let sync_root = !self
+            .synced_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dir);
+        Ok(Placement {
+            temp_id: self.temp_counter.fetch_add(1, Ordering::Relaxed),
+            path,
+            root,
+            dir,
+            sync_root,
+        })
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
@@ -251,33 +283,29 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[async_trait::async_trait]
 impl Store for WormDir {
     async fn put(&self, key: &str, bytes: Bytes, sha256: [u8; 32]) -> Result<(), StoreError> {
-        let path = self.path_of(key)?;
-        let root = self.root.clone();
-        let temp_id = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let Placement {
+            path,
+            root,
+            temp_id,
+            dir,
+            sync_root,
+        } = self.placement(key)?;
         let key = key.to_owned();
-        let dir = path.parent().unwrap_or(&root).to_path_buf();
-        let sync_root = !self
-            .synced_dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&dir);
         blocking(move || WormDir::put_blocking(&root, path, temp_id, &key, &bytes, sha256, sync_root)).await??;
         self.synced(dir, sync_root);
         Ok(())
     }
 
     async fn put_file(&self, key: &str, src: &Path, sha256: [u8; 32]) -> Result<bool, StoreError> {
-        let path = self.path_of(key)?;
-        let root = self.root.clone();
-        let temp_id = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let Placement {
+            path,
+            root,
+            temp_id,
+            dir,
+            sync_root,
+        } = self.placement(key)?;
         let key = key.to_owned();
         let src = src.to_path_buf();
-        let dir = path.parent().unwrap_or(&root).to_path_buf();
-        let sync_root = !self
-            .synced_dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&dir);
         let taken =
             blocking(move || WormDir::put_file_blocking(&root, path, temp_id, &key, &src, sha256, sync_root)).await??;
         self.synced(dir, sync_root);
