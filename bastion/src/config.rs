@@ -836,6 +836,26 @@ groups = ["k8s-ops"]
     }
 
     #[test]
+    fn recording_sizes_have_defaults_and_bad_ones_name_key_and_line() {
+        let c = Config::parse(&base(), "b.toml", Path::new("/etc/bastion")).unwrap();
+        assert_eq!((c.recording.chunk_bytes, c.recording.flush_bytes), (4 << 20, 256 << 10));
+        let text = format!(
+            "{}\n[recording]\nchunk_bytes = \"1MiB\"\nflush_bytes = \"64KiB\"\n",
+            base()
+        );
+        let c = Config::parse(&text, "b.toml", Path::new("/etc/bastion")).unwrap();
+        assert_eq!((c.recording.chunk_bytes, c.recording.flush_bytes), (1 << 20, 64 << 10));
+        let text = format!("{}\n[recording]\nflush_bytes = \"1KiB\"\n", base());
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "recording.flush_bytes");
+        assert_eq!(
+            e.line,
+            text.lines().position(|l| l.starts_with("flush_bytes")).unwrap() + 1
+        );
+        assert!(e.to_string().contains("between 4KiB and 64MiB"), "{e}");
+    }
+
+    #[test]
     fn bad_listen_names_key_and_line() {
         let text = base().replace("127.0.0.1:2222", "nowhere");
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();

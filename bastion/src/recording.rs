@@ -99,6 +99,7 @@ pub async fn open_sink(config: &Config) -> Result<Arc<RecordingSink>> {
         );
     }));
     rc.chunk_bytes = r.chunk_bytes as u64;
+    rc.flush_bytes = r.flush_bytes as u64;
     rc.chunk_interval = r.chunk_interval;
     rc.spool_limit_bytes = r.spool_limit_bytes;
     let describe = store.describe();

@@ -392,30 +392,66 @@ fn escape_heavy(t: &str) -> bool {
     escaped > limit
 }
 
+/// Whether the first 256 bytes of `t` are escape-heavy.
+fn starts_heavy(t: &str) -> bool {
+    let head = &t.as_bytes()[..t.len().min(256)];
+    head.iter().filter(|b| costly(**b)).count() * 8 > head.len()
+}
+
 /// Whether JSON escapes `b` in a string.
 fn json_escaped(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// Nonzero when a byte of `x` is below 0x20, `"`, `\\` or DEL: what
+/// [`write_json_escaped`] has to look at one by one.
+fn special(x: u64) -> u64 {
+    let eq = |b: u8| {
+        let y = x ^ (LO * b as u64);
+        y.wrapping_sub(LO) & !y
+    };
+    (x.wrapping_sub(LO * 0x20) & !x | eq(b'"') | eq(b'\\') | eq(0x7f)) & HI
+}
+
 /// Writes `s` as a JSON string, quotes included, exactly as serde_json
 /// writes it (short escapes where JSON has them, else `\u00xx`), skipping
-/// eight plain bytes at a time.
+/// thirty-two plain bytes at a time.
+#[cfg(test)]
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    write_json_escaped(out, s, usize::MAX);
+}
+
+/// [`write_json_str`], unless more than `limit` bytes are [`costly`]: then
+/// it writes nothing and returns false. One pass over `s` both decides and
+/// writes (the decision is [`escape_heavy`]'s with `limit = len / 8`).
+fn write_json_escaped(out: &mut Vec<u8>, s: &str, limit: usize) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let s = s.as_bytes();
+    let mark = out.len();
     out.reserve(s.len() + 2);
     out.push(b'"');
+    let mut costly_seen = 0;
     let mut start = 0;
     let mut i = 0;
     while i < s.len() {
-        if i + 8 <= s.len() {
-            let x = word(s, i);
-            if !(has_less(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\')) {
-                i += 8;
-                continue;
-            }
+        if i + 32 <= s.len()
+            && special(word(s, i)) | special(word(s, i + 8)) | special(word(s, i + 16)) | special(word(s, i + 24)) == 0
+        {
+            i += 32;
+            continue;
+        }
+        if i + 8 <= s.len() && special(word(s, i)) == 0 {
+            i += 8;
+            continue;
         }
         let b = s[i];
+        if costly(b) {
+            costly_seen += 1;
+            if costly_seen > limit {
+                out.truncate(mark);
+                return false;
+            }
+        }
         if json_escaped(b) {
             out.extend_from_slice(&s[start..i]);
             match b {
@@ -434,6 +470,7 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&s[start..]);
     out.push(b'"');
+    true
 }
 
 /// The `(d, b64)` pair of a piece.
@@ -460,11 +497,17 @@ pub fn write_data_line(out: &mut Vec<u8>, t: f64, ch: u32, input: bool, err: boo
     let _ = serde_json::to_writer(&mut *out, &t);
     let _ = write!(out, ",\"ch\":{ch},\"e\":\"{}\"", if input { "i" } else { "o" });
     match piece {
-        Piece::Text(s) if !escape_heavy(s) => {
+        // Output that starts escape-heavy (NULs, binary) is counted first,
+        // without writing escapes only to drop them; other text is decided
+        // while it is written. Both decide as `escape_heavy` does.
+        Piece::Text(s) if starts_heavy(s) && escape_heavy(s) => write_b64(out, s.as_bytes()),
+        Piece::Text(s) => {
             out.extend_from_slice(b",\"d\":");
-            write_json_str(out, s);
+            if !write_json_escaped(out, s, s.len() / 8) {
+                out.truncate(out.len() - b",\"d\":".len());
+                write_b64(out, s.as_bytes());
+            }
         }
-        Piece::Text(s) => write_b64(out, s.as_bytes()),
         Piece::Bytes(b) => write_b64(out, b),
     }
     if err && !input {
@@ -474,15 +517,9 @@ pub fn write_data_line(out: &mut Vec<u8>, t: f64, ch: u32, input: bool, err: boo
 }
 
 fn write_b64(out: &mut Vec<u8>, bytes: &[u8]) {
-    use base64::Engine;
     out.extend_from_slice(b",\"b64\":\"");
-    let start = out.len();
-    let len = base64::encoded_len(bytes.len(), true).unwrap_or_else(|| unreachable!("a piece fits in memory"));
-    out.resize(start + len, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or_else(|_| unreachable!("the slice has the encoded length"));
-    out.truncate(start + written);
+    // The same text as the `base64` crate's STANDARD engine (padded), with SIMD.
+    base64_simd::STANDARD.encode_append(bytes, out);
     out.push(b'"');
 }
 
@@ -539,6 +576,49 @@ mod tests {
                     assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
                 }
             }
+        }
+    }
+
+    /// The one-pass writer decides text or base64 as `piece_fields` does,
+    /// around the one-in-eight threshold, for every mix of plain bytes,
+    /// costly controls, short escapes, DEL and multi-byte characters, at
+    /// every alignment of the 32- and 8-byte skips.
+    #[test]
+    fn random_mixes_are_written_as_their_events_serialise() {
+        let alphabet = [
+            "a", "Z", " ", "\0", "\x01", "\x7f", "\n", "\r", "\t", "\x1b", "\"", "\\", "é", "€", "😀",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..4000 {
+            let len = (next() % 200) as usize;
+            // Plain most of the time, so that many cases sit near the threshold.
+            let plain_share = next() % 100;
+            let s: String = (0..len)
+                .map(|_| {
+                    if next() % 100 < plain_share {
+                        alphabet[(next() % 3) as usize]
+                    } else {
+                        alphabet[(next() % alphabet.len() as u64) as usize]
+                    }
+                })
+                .collect();
+            let piece = Piece::Text(s);
+            let (d, b64) = piece_fields(piece.clone());
+            let want = Event {
+                t: 1.25,
+                ch: 0,
+                kind: EventKind::Output { d, b64, err: false },
+            }
+            .to_line();
+            let mut got = b"prefix".to_vec();
+            write_data_line(&mut got, 1.25, 0, false, false, &piece);
+            assert_eq!(&got[6..], &want[..], "case {case}: {piece:?}");
         }
     }
 

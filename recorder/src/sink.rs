@@ -37,8 +37,14 @@ pub type SealedHook = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct RecorderConfig {
     /// Local spool directory (created if missing).
     pub spool_dir: PathBuf,
-    /// Seal a chunk once it holds this many bytes.
+    /// Seal a chunk (one object in the store, one link of the hash chain)
+    /// once it holds this many bytes.
     pub chunk_bytes: u64,
+    /// Fsync the open chunk whenever this many bytes were appended since
+    /// the last fsync: what a machine crash can take, whatever the chunk
+    /// size. Chunks bigger than this cost fewer seals (renames, index lines,
+    /// store objects) per GiB without holding more data at risk.
+    pub flush_bytes: u64,
     /// Seal a chunk this long after its first event.
     pub chunk_interval: Duration,
     /// Past this much spooled data no new session starts.
@@ -56,12 +62,13 @@ pub struct RecorderConfig {
 }
 
 impl RecorderConfig {
-    /// The design's defaults: 256 KiB or 1 s chunks, a 2 GiB spool bound,
-    /// retries from 0.5 s to 30 s.
+    /// The design's defaults: an fsync every 256 KiB or 1 s, chunks sealed
+    /// at 4 MiB or 1 s, a 2 GiB spool bound, retries from 0.5 s to 30 s.
     pub fn new(spool_dir: impl Into<PathBuf>, signing_key: SigningKey, bastion_id: impl Into<String>) -> Self {
         RecorderConfig {
             spool_dir: spool_dir.into(),
-            chunk_bytes: 256 * 1024,
+            chunk_bytes: 4 << 20,
+            flush_bytes: 256 << 10,
             chunk_interval: Duration::from_secs(1),
             spool_limit_bytes: 2 << 30,
             signing_key,
@@ -119,6 +126,21 @@ pub struct SpoolStatus {
 /// The sink the proxy records through.
 pub struct RecordingSink {
     shared: Arc<Shared>,
+    /// Where sessions are recorded: threads of their own, so that escaping,
+    /// hashing and writing output never holds up the tokio workers that
+    /// relay it (the kernel's scheduler shares the CPUs, not tokio's
+    /// cooperative one); and at most half the CPUs, so that recording many
+    /// busy sessions at once slows them through the queue's back-pressure
+    /// rather than starving every other session's relay.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for RecordingSink {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 struct Shared {
@@ -194,7 +216,20 @@ impl RecordingSink {
         report.pending_uploads = count_pending(&root);
         shared.pending.store(report.pending_uploads as i64, Ordering::Relaxed);
         shared.bytes.store(spool::spool_bytes(&root) as i64, Ordering::Relaxed);
-        Ok((Arc::new(RecordingSink { shared }), report))
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).div_ceil(2);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("recorder")
+            .enable_all()
+            .build()
+            .map_err(|e| err(format!("cannot start the recorder threads: {e}")))?;
+        Ok((
+            Arc::new(RecordingSink {
+                shared,
+                runtime: Some(runtime),
+            }),
+            report,
+        ))
     }
 
     /// The uploader: puts sealed chunks, then manifests, to the store and
@@ -298,7 +333,11 @@ impl Sink for RecordingSink {
         shared.open.fetch_add(1, Ordering::AcqRel);
         let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into())
             .reuse_files(shared.spares.clone());
-        tokio::spawn(run_session(shared.clone(), writer, info, rx));
+        let session = run_session(shared.clone(), writer, info, rx);
+        match &self.runtime {
+            Some(rt) => drop(rt.spawn(session)),
+            None => drop(tokio::spawn(session)),
+        }
         Ok(tap)
     }
 }
@@ -890,10 +929,13 @@ fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece:
     {
         match (last, &piece) {
             (Piece::Text(a), Piece::Text(b)) if a.len() + b.len() <= MERGE_BYTES => {
+                // Room for the whole merge at once: one copy per byte, not one per doubling.
+                a.reserve(MERGE_BYTES - a.len());
                 a.push_str(b);
                 return;
             }
             (Piece::Bytes(a), Piece::Bytes(b)) if a.len() + b.len() <= MERGE_BYTES => {
+                a.reserve(MERGE_BYTES - a.len());
                 a.extend_from_slice(b);
                 return;
             }
@@ -927,12 +969,74 @@ async fn seal(
 
 type Sealing = JoinHandle<std::io::Result<(ChunkEntry, u64)>>;
 
+/// The one disk job of a session that runs beside the recording, on a
+/// blocking thread (fsync can take a while).
+enum Job {
+    /// The open chunk is fsynced up to a point; appends go on after it.
+    Flush(JoinHandle<std::io::Result<u64>>),
+    /// The previous chunk is sealed; the next one waits in memory.
+    Seal(Sealing),
+}
+
+/// What a [`Job`] came to.
+enum JobDone {
+    Flushed(std::io::Result<u64>),
+    Sealed(std::io::Result<Option<(ChunkEntry, u64)>>),
+}
+
+impl Job {
+    async fn done(&mut self) -> JobDone {
+        match self {
+            Job::Flush(h) => JobDone::Flushed(match h.await {
+                Ok(r) => r,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }),
+            Job::Seal(h) => JobDone::Sealed(sealed(h).await),
+        }
+    }
+}
+
 /// Starts sealing the open chunk on a blocking thread; the recording goes on
 /// meanwhile (the next chunk waits in memory, see [`ChunkWriter::begin_seal`]).
-fn begin_seal(writer: &mut ChunkWriter, tr: &Translator) -> Option<Sealing> {
+fn begin_seal(writer: &mut ChunkWriter, tr: &Translator) -> Option<Job> {
     let job = writer.begin_seal()?;
     let channels = tr.summaries();
-    Some(tokio::task::spawn_blocking(move || job.run(channels)))
+    Some(Job::Seal(tokio::task::spawn_blocking(move || job.run(channels))))
+}
+
+/// The job the open chunk is due for, if any: a seal once it is full or its
+/// time is up, else an fsync once `flush_bytes` are not yet durable.
+fn due_job(
+    writer: &mut ChunkWriter,
+    tr: &Translator,
+    (chunk_bytes, flush_bytes): (u64, u64),
+    deadline: &mut Option<Instant>,
+) -> std::io::Result<Option<Job>> {
+    if writer.size() >= chunk_bytes || deadline.is_some_and(|d| d <= Instant::now()) {
+        *deadline = None;
+        return Ok(begin_seal(writer, tr));
+    }
+    if writer.unsynced() >= flush_bytes
+        && let Some(job) = writer.begin_flush()?
+    {
+        return Ok(Some(Job::Flush(tokio::task::spawn_blocking(move || job.run()))));
+    }
+    Ok(None)
+}
+
+/// Starts the job the open chunk is due for, if any ([`due_job`]), and
+/// notes the chunk's size then (`job_base`).
+fn start_due(
+    job: &mut Option<Job>,
+    job_base: &mut u64,
+    writer: &mut ChunkWriter,
+    tr: &Translator,
+    sizes: (u64, u64),
+    deadline: &mut Option<Instant>,
+) -> Result<(), String> {
+    *job = due_job(writer, tr, sizes, deadline).map_err(|e| format!("writing the spool failed: {e}"))?;
+    *job_base = writer.size();
+    Ok(())
 }
 
 async fn sealed(h: &mut Sealing) -> std::io::Result<Option<(ChunkEntry, u64)>> {
@@ -974,53 +1078,71 @@ fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out]) -> std::i
 /// One session: records until every tap is gone (closed), the recorder
 /// shuts down, or the spool fails; then seals and writes the manifest.
 ///
-/// A full chunk is sealed (fsync, rename, directory fsync, index) on a
-/// blocking thread while the next one fills in memory; the next one may not
-/// go past `chunk_bytes` before that seal is done, and is not written to the
-/// spool before it: the spool never holds more than one chunk that is not
-/// durable, and the queue's back-pressure reaches the relay as before.
+/// Events go to the open chunk's file as they come (a crash of the process
+/// loses only what waits in the queue). One disk job at a time runs on a
+/// blocking thread beside the recording: an fsync of the open chunk once
+/// `flush_bytes` are not yet durable, or the seal of a full chunk (fsync,
+/// rename, directory fsync, index) while the next one fills in memory.
+/// While a job runs, at most `flush_bytes` more may come in; then the queue's
+/// back-pressure reaches the relay. So no more than about two `flush_bytes`
+/// are ever not durable, and fsync latency stalls the relay only when the
+/// disk cannot keep up.
 async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: SessionInfo, mut rx: mpsc::Receiver<Record>) {
     let mut tr = Translator {
         record_input: info.record_input,
         channels: BTreeMap::new(),
     };
-    let chunk_bytes = shared.config.chunk_bytes;
+    let config = shared.config.clone();
+    let flush_bytes = config.flush_bytes.clamp(1, config.chunk_bytes.max(1));
+    let sizes = (config.chunk_bytes, flush_bytes);
     let mut chunks: Vec<ChunkEntry> = Vec::new();
     let mut deadline: Option<Instant> = None;
-    let mut sealing: Option<Sealing> = None;
+    let mut job: Option<Job> = None;
+    // The open chunk's size when the running job started (0 for a seal:
+    // the next chunk starts empty): what came in since may not pass `flush_bytes`.
+    let mut job_base: u64 = 0;
     let mut shutdown = shared.shutdown.subscribe();
     let mut outs: Vec<Out> = Vec::new();
     let mut last_t = 0.0;
     let mut failure: Option<String> = None;
     let how = loop {
-        let held = sealing.is_some() && writer.size() >= chunk_bytes;
+        let held = job.is_some() && writer.size().saturating_sub(job_base) >= flush_bytes;
         tokio::select! {
             biased;
             stopping = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
                 if stopping { break EndedHow::Shutdown }
             }
-            r = async { sealed(sealing.as_mut().unwrap_or_else(|| unreachable!("guarded"))).await }, if sealing.is_some() => {
-                sealing = None;
-                writer.sealed();
-                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+            r = async { job.as_mut().unwrap_or_else(|| unreachable!("guarded")).done().await }, if job.is_some() => {
+                job = None;
+                match r {
+                    JobDone::Flushed(Ok(upto)) => writer.flushed(upto),
+                    JobDone::Flushed(Err(e)) => {
+                        failure = Some(format!("making the spool durable failed: {e}"));
+                        break EndedHow::Failed;
+                    }
+                    JobDone::Sealed(r) => {
+                        writer.sealed();
+                        if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+                            failure = Some(e);
+                            break EndedHow::Failed;
+                        }
+                        if let Err(e) = writer.write_out() {
+                            failure = Some(format!("writing the spool failed: {e}"));
+                            break EndedHow::Failed;
+                        }
+                    }
+                }
+                // What came in meanwhile may be due already.
+                if let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, sizes, &mut deadline) {
                     failure = Some(e);
                     break EndedHow::Failed;
-                }
-                if let Err(e) = writer.write_out() {
-                    failure = Some(format!("writing the spool failed: {e}"));
-                    break EndedHow::Failed;
-                }
-                // The chunk that filled meanwhile may be due already.
-                if writer.size() >= chunk_bytes || deadline.is_some_and(|d| d <= Instant::now()) {
-                    deadline = None;
-                    sealing = begin_seal(&mut writer, &tr);
                 }
             }
             rec = rx.recv(), if !held => {
                 let Some(rec) = rec else { break EndedHow::Closed };
                 outs.clear();
                 // What is already waiting goes in one batch, up to the chunk's room.
-                let limit = BATCH_BYTES.min(chunk_bytes.saturating_sub(writer.size()));
+                let limit = BATCH_BYTES.min(config.chunk_bytes.saturating_sub(writer.size()));
                 let mut taken = record_len(&rec);
                 tr.translate(rec, &mut outs);
                 while taken < limit {
@@ -1040,26 +1162,36 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
                     break EndedHow::Failed;
                 }
                 if deadline.is_none() && writer.has_events() {
-                    deadline = Some(Instant::now() + shared.config.chunk_interval);
+                    deadline = Some(Instant::now() + config.chunk_interval);
                 }
-                if writer.size() >= chunk_bytes && sealing.is_none() {
-                    deadline = None;
-                    sealing = begin_seal(&mut writer, &tr);
+                if job.is_none() && let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, sizes, &mut deadline) {
+                    failure = Some(e);
+                    break EndedHow::Failed;
                 }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && sealing.is_none() => {
-                deadline = None;
-                sealing = begin_seal(&mut writer, &tr);
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && job.is_none() => {
+                if let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, sizes, &mut deadline) {
+                    failure = Some(e);
+                    break EndedHow::Failed;
+                }
             }
         }
     };
     // From here the relays' next `record` fails: nothing is relayed unrecorded.
     rx.close();
-    if let Some(mut h) = sealing.take() {
-        let r = sealed(&mut h).await;
-        writer.sealed();
-        if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
-            failure.get_or_insert(e);
+    if let Some(mut running) = job.take() {
+        match running.done().await {
+            // The final seal fsyncs the whole chunk anyway.
+            JobDone::Flushed(Ok(upto)) => writer.flushed(upto),
+            JobDone::Flushed(Err(e)) => {
+                failure.get_or_insert(format!("making the spool durable failed: {e}"));
+            }
+            JobDone::Sealed(r) => {
+                writer.sealed();
+                if let Err(e) = shared.sealed_chunk(r, &mut chunks) {
+                    failure.get_or_insert(e);
+                }
+            }
         }
     }
     let mut end = Vec::new();

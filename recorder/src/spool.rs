@@ -5,7 +5,8 @@
 //! Layout, one directory per session under the spool root:
 //!
 //! - `meta.json` — who/where/why ([`SessionInfo`]), written and fsynced at start;
-//! - `current.jsonl` — the open chunk, appended to as events arrive;
+//! - `current.jsonl` — the open chunk, appended to as events arrive and
+//!   fsynced every `flush_bytes` while it fills;
 //! - `chunk-<seq>.jsonl` — sealed (fsynced, renamed, directory fsynced), waiting for upload;
 //! - `index.jsonl` — one line per sealed chunk (its entry, the last event time
 //!   and the channel summaries then), so the manifest can list chunks that were
@@ -187,6 +188,9 @@ pub struct ChunkWriter {
     buf: Vec<u8>,
     hasher: Sha256,
     size: u64,
+    /// Bytes of the open chunk known to be on disk (fsynced by a [`FlushJob`]):
+    /// how much a machine crash could take is `size - synced`.
+    synced: u64,
     events: u64,
     last_t: Option<f64>,
     spares: Spares,
@@ -240,6 +244,22 @@ impl SealJob {
     }
 }
 
+/// An fsync of the open chunk's file up to a point, run on a blocking thread
+/// while the writer goes on appending after that point (see
+/// [`ChunkWriter::begin_flush`]).
+pub struct FlushJob {
+    file: File,
+    upto: u64,
+}
+
+impl FlushJob {
+    /// Makes the file durable; returns the chunk size it covers. Blocking.
+    pub fn run(self) -> io::Result<u64> {
+        self.file.sync_data()?;
+        Ok(self.upto)
+    }
+}
+
 impl ChunkWriter {
     /// The next chunk will be `seq`, chained to `prev`.
     pub fn new(dir: PathBuf, session: String, seq: u64, prev: String) -> Self {
@@ -254,6 +274,7 @@ impl ChunkWriter {
             buf: Vec::new(),
             hasher: Sha256::new(),
             size: 0,
+            synced: 0,
             events: 0,
             last_t: None,
             spares: Spares::default(),
@@ -273,6 +294,11 @@ impl ChunkWriter {
     /// Bytes in the open chunk.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Bytes of the open chunk not yet known to be on disk.
+    pub fn unsynced(&self) -> u64 {
+        self.size - self.synced
     }
 
     /// Whether the open chunk holds events.
@@ -359,6 +385,29 @@ impl ChunkWriter {
         Ok(())
     }
 
+    /// Hands what is buffered to the file and returns a job that makes the
+    /// open chunk durable up to there without closing it, so a long chunk
+    /// is fsynced every few hundred KiB while it fills; `None` while a seal
+    /// job runs or when everything written is durable already.
+    pub fn begin_flush(&mut self) -> io::Result<Option<FlushJob>> {
+        if self.held {
+            return Ok(None);
+        }
+        self.write_out()?;
+        match &self.file {
+            Some(f) if self.size > self.synced => Ok(Some(FlushJob {
+                file: f.try_clone()?,
+                upto: self.size,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// A [`FlushJob`] made the open chunk durable up to `upto` bytes.
+    pub fn flushed(&mut self, upto: u64) {
+        self.synced = self.synced.max(upto.min(self.size));
+    }
+
     /// Takes the open chunk out to be sealed and starts the next one, chained
     /// to it; `None` when there is nothing to seal. Until [`Self::sealed`] is
     /// called, the next chunk stays in memory. Must not be called while an
@@ -386,6 +435,7 @@ impl ChunkWriter {
         self.prev = job.entry.sha256.clone();
         self.seq += 1;
         self.size = 0;
+        self.synced = 0;
         self.events = 0;
         self.started = false;
         self.held = true;
@@ -624,5 +674,61 @@ impl ChannelBook {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &Path) -> ChunkWriter {
+        ChunkWriter::new(dir.to_path_buf(), "s1".into(), 0, format::ZERO_HASH.into())
+    }
+
+    fn output(w: &mut ChunkWriter, t: f64, text: &str) {
+        w.append_data(t, 0, false, false, &format::Piece::Text(text.into()))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_flush_makes_the_open_chunk_durable_up_to_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        assert!(w.begin_flush().unwrap().is_none(), "nothing written yet");
+        output(&mut w, 0.1, "hello\r\n");
+        let before = w.size();
+        assert_eq!(w.unsynced(), before);
+        let job = w.begin_flush().unwrap().expect("something to fsync");
+        // Appends go on while the fsync runs; they stay unsynced.
+        output(&mut w, 0.2, "more\r\n");
+        let upto = job.run().unwrap();
+        assert_eq!(upto, before);
+        w.flushed(upto);
+        assert_eq!(w.unsynced(), w.size() - before);
+        assert_eq!(fs::metadata(dir.path().join(CURRENT)).unwrap().len(), before);
+        // The seal covers the rest, and the next chunk starts with nothing durable.
+        let (entry, _) = w.seal(vec![]).unwrap().unwrap();
+        assert_eq!(
+            entry.size,
+            before + "{\"t\":0.2,\"ch\":0,\"e\":\"o\",\"d\":\"more\\r\\n\"}\n".len() as u64
+        );
+        assert_eq!((w.size(), w.unsynced()), (0, 0));
+        assert!(w.begin_flush().unwrap().is_none());
+    }
+
+    #[test]
+    fn no_flush_while_the_previous_chunk_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(dir.path());
+        output(&mut w, 0.1, "first\r\n");
+        let job = w.begin_seal().unwrap();
+        output(&mut w, 0.2, "second\r\n");
+        // The next chunk waits in memory: `current.jsonl` is still the sealing chunk's.
+        assert!(w.begin_flush().unwrap().is_none());
+        job.run(vec![]).unwrap();
+        w.sealed();
+        let job = w.begin_flush().unwrap().expect("now it can be written and fsynced");
+        w.flushed(job.run().unwrap());
+        assert_eq!(w.unsynced(), 0);
     }
 }

@@ -461,6 +461,43 @@ async fn chunks_roll_over_by_size() {
     assert!(report.ok(), "{report}");
 }
 
+/// A chunk bigger than `flush_bytes` is written to the spool as output comes
+/// (what a process crash would find) and fsynced along the way, without
+/// being cut into more chunks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_chunk_reaches_the_spool_file_while_it_fills() {
+    let t = TempWorm::new();
+    let store = t.store();
+    let mut c = config(&t);
+    c.chunk_bytes = 1 << 20;
+    c.flush_bytes = 8 << 10;
+    let r = open(c, store.clone());
+    let id = "eeee000000000002";
+    let tap = r.sink.start(&meta(id, true)).unwrap();
+    let ch = tap.channel(ChannelKind::Session).await.unwrap();
+    shell(&ch).await;
+    let mut expected = Vec::new();
+    for i in 0..400 {
+        let line = format!("line {i:04} {}\r\n", "y".repeat(500));
+        expected.extend_from_slice(line.as_bytes());
+        ch.record(out(line.as_bytes())).await.unwrap();
+    }
+    let current = t.path().join("spool").join(id).join("current.jsonl");
+    let want = expected.len() as u64;
+    wait_for(10, "the open chunk's lines in current.jsonl", || {
+        let current = current.clone();
+        async move { std::fs::metadata(&current).map(|m| m.len() > want).unwrap_or(false) }
+    })
+    .await;
+    assert!(store.get(&format::chunk_key(id, 0)).await.is_err(), "not sealed yet");
+    ch.record(ChannelEvent::Close).await.unwrap();
+    drop((ch, tap));
+    let m = manifest_of(store.as_ref(), id).await;
+    assert_eq!(m.chunks.len(), 1, "one chunk: {:?}", m.chunks);
+    let rec = read::load(store.as_ref(), id).await.unwrap();
+    assert!(output_text(&rec, 0) == expected);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_are_sealed_and_uploaded_by_time_while_the_session_runs() {
     let t = TempWorm::new();

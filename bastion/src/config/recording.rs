@@ -19,6 +19,7 @@ pub(super) struct RawRecording {
     spool_dir: Option<Spanned<String>>,
     spool_limit: Option<Spanned<String>>,
     chunk_bytes: Option<Spanned<String>>,
+    flush_bytes: Option<Spanned<String>>,
     chunk_interval: Option<Spanned<String>>,
     s3: Option<Spanned<RawS3>>,
 }
@@ -48,8 +49,11 @@ pub struct RecordingConfig {
     pub spool_dir: PathBuf,
     /// Past this many bytes in the spool, new sessions are refused.
     pub spool_limit_bytes: u64,
-    /// A chunk is sealed at this size…
+    /// A chunk (one store object, one link of the hash chain) is sealed at this size…
     pub chunk_bytes: usize,
+    /// The open chunk is fsynced whenever this much was appended since the
+    /// last fsync: what a machine crash can take, whatever `chunk_bytes` is.
+    pub flush_bytes: usize,
     /// …or this long after its first event.
     pub chunk_interval: Duration,
 }
@@ -122,7 +126,8 @@ pub(super) fn parse_recording(
         },
         spool_dir: base_dir.join("spool"),
         spool_limit_bytes: 2 << 30,
-        chunk_bytes: 256 << 10,
+        chunk_bytes: 4 << 20,
+        flush_bytes: 256 << 10,
         chunk_interval: Duration::from_secs(1),
     };
     let Some(raw) = raw else {
@@ -144,6 +149,13 @@ pub(super) fn parse_recording(
             return Err(lines.error("recording.chunk_bytes", v, "must be between 4KiB and 64MiB"));
         }
         cfg.chunk_bytes = n as usize;
+    }
+    if let Some(v) = &r.flush_bytes {
+        let n = size("flush_bytes", v)?;
+        if !(4096..=(64 << 20)).contains(&n) {
+            return Err(lines.error("recording.flush_bytes", v, "must be between 4KiB and 64MiB"));
+        }
+        cfg.flush_bytes = n as usize;
     }
     if let Some(v) = &r.chunk_interval {
         cfg.chunk_interval = humantime::parse_duration(v.get_ref())
