@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::format::{self, Event, EventKind, Flow, Piece, Utf8Carry};
+use crate::format::{self, Event, EventKind, Flow, Piece, PieceRef, Utf8Carry};
 use crate::manifest::{self, ChannelSummary, ChunkEntry, EndedHow, Gap, Manifest, SessionInfo};
 use crate::sftp::{self, ScpParser, SftpParser, Transfer};
 use crate::spool::{self, ChunkWriter};
@@ -787,9 +787,7 @@ impl Translator {
                     (Direction::Output, false) => (&mut c.output, false),
                     (Direction::Output, true) => (&mut c.stderr, false),
                 };
-                for piece in carry.push(&bytes) {
-                    push_data!(piece, input, stderr);
-                }
+                carry.push_each(&bytes, |piece| emit_data_ref(out, t, ch, input, stderr, piece));
             }
             ChannelEvent::Eof { direction } => {
                 let carries: Vec<(&mut Utf8Carry, bool, bool)> = match direction {
@@ -917,7 +915,9 @@ impl Out {
 /// first packet's time (the others came within the same batch from the queue).
 const MERGE_BYTES: usize = 64 * 1024;
 
-fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece: Piece) {
+/// [`emit_data`] of a borrowed piece: copied once, into the event it merges
+/// into or a new one.
+fn emit_data_ref(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece: PieceRef<'_>) {
     if let Some(Out::Data {
         ch: c,
         input: i,
@@ -927,14 +927,13 @@ fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece:
     }) = out.last_mut()
         && (*c, *i, *e) == (ch, input, err)
     {
-        match (last, &piece) {
-            (Piece::Text(a), Piece::Text(b)) if a.len() + b.len() <= MERGE_BYTES => {
-                // Room for the whole merge at once: one copy per byte, not one per doubling.
+        match (last, piece) {
+            (Piece::Text(a), PieceRef::Text(b)) if a.len() + b.len() <= MERGE_BYTES => {
                 a.reserve(MERGE_BYTES - a.len());
                 a.push_str(b);
                 return;
             }
-            (Piece::Bytes(a), Piece::Bytes(b)) if a.len() + b.len() <= MERGE_BYTES => {
+            (Piece::Bytes(a), PieceRef::Bytes(b)) if a.len() + b.len() <= MERGE_BYTES => {
                 a.reserve(MERGE_BYTES - a.len());
                 a.extend_from_slice(b);
                 return;
@@ -947,8 +946,13 @@ fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece:
         ch,
         input,
         err,
-        piece,
+        piece: piece.to_owned(),
     });
+}
+
+fn emit_data(out: &mut Vec<Out>, t: f64, ch: u32, input: bool, err: bool, piece: Piece) {
+    // Only for the rare owned piece (a character that never completed).
+    emit_data_ref(out, t, ch, input, err, piece.as_ref());
 }
 
 /// Seals the open chunk on a blocking thread (fsync can take a while).
