@@ -5,7 +5,7 @@
 //!
 //! `recbench [MIB] [zero|text|random] [PACKET_BYTES] [DIR] [CHUNK_KIB]`
 //! (defaults: 128, zero, 32768, a temp dir under /tmp that is removed at the
-//! end, 256). Prints the
+//! end, the recorder's default chunk size). Prints the
 //! time the relay side waited (the throughput a relay would see), the time
 //! until the manifest was sealed in the store, and the process CPU time.
 
@@ -73,7 +73,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
 
-    let chunk_kib: u64 = args.get(5).map(|s| s.parse().expect("CHUNK_KIB")).unwrap_or(256);
+    let chunk_kib: Option<u64> = args.get(5).map(|s| s.parse().expect("CHUNK_KIB"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,7 +83,9 @@ fn main() {
         let store = Arc::new(WormDir::new(root.join("store")).expect("store"));
         let sealed = Arc::new(AtomicBool::new(false));
         let mut config = RecorderConfig::new(root.join("spool"), SigningKey::from_bytes(&[7; 32]), "bench");
-        config.chunk_bytes = chunk_kib << 10;
+        if let Some(kib) = chunk_kib {
+            config.chunk_bytes = kib << 10;
+        }
         let s2 = sealed.clone();
         config.on_sealed = Some(Arc::new(move |_| s2.store(true, Ordering::SeqCst)));
         let (sink, _) = RecordingSink::open(config, store.clone()).expect("sink");
