@@ -334,10 +334,12 @@ impl Sink for RecordingSink {
         let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into())
             .reuse_files(shared.spares.clone());
         let session = run_session(shared.clone(), writer, info, rx);
-        match &self.runtime {
-            Some(rt) => drop(rt.spawn(session)),
-            None => drop(tokio::spawn(session)),
-        }
+        // The runtime is taken only when the sink is dropped.
+        let runtime = self
+            .runtime
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the sink is alive"));
+        drop(runtime.spawn(session));
         Ok(tap)
     }
 }
