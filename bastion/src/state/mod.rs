@@ -210,9 +210,7 @@ impl StateStore {
         let mut conn =
             Connection::open(db_path).with_context(|| format!("opening the state database {}", db_path.display()))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let mode: String = conn
-            .query_row(sql::sqlite::JOURNAL_WAL, [], |r| r.get(0))
-            .with_context(|| format!("switching {} to WAL mode", db_path.display()))?;
+        let mode = switch_to_wal(&conn).with_context(|| format!("switching {} to WAL mode", db_path.display()))?;
         ensure!(
             mode.eq_ignore_ascii_case("wal"),
             "{} cannot use WAL mode (journal mode is {mode})",
@@ -505,6 +503,28 @@ impl StateStore {
 
 /// Creates or upgrades the schema in one `BEGIN IMMEDIATE` transaction, so
 /// processes opening a new file at once apply each migration once.
+/// Puts the database in WAL mode and returns the journal mode now in force.
+///
+/// When several processes open a fresh database at once, SQLite answers
+/// `SQLITE_BUSY` to the switch without calling the busy handler (waiting could
+/// deadlock: each holds a shared lock and wants an exclusive one). So the
+/// switch is retried here, with a short growing pause, until [`BUSY_TIMEOUT`].
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row(sql::sqlite::JOURNAL_WAL, [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     exec(&tx, sql::CREATE_SCHEMA_VERSION, &[])?;
