@@ -3,9 +3,9 @@
 //! it. No SSH, no network: what recording costs per byte, for profiling
 //! (`perf record -g target/release/examples/recbench 256 text`).
 //!
-//! `recbench [MIB] [zero|text|random] [PACKET_BYTES] [DIR] [CHUNK_KIB]`
+//! `recbench [MIB] [zero|text|random] [PACKET_BYTES] [DIR] [CHUNK_KIB] [FLUSH_KIB]`
 //! (defaults: 128, zero, 32768, a temp dir under /tmp that is removed at the
-//! end, the recorder's default chunk size). Prints the
+//! end, the recorder's default chunk and flush sizes; `-` for a default). Prints the
 //! time the relay side waited (the throughput a relay would see), the time
 //! until the manifest was sealed in the store, and the process CPU time.
 
@@ -73,7 +73,11 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
 
-    let chunk_kib: Option<u64> = args.get(5).map(|s| s.parse().expect("CHUNK_KIB"));
+    let chunk_kib: Option<u64> = args
+        .get(5)
+        .filter(|s| s.as_str() != "-")
+        .map(|s| s.parse().expect("CHUNK_KIB"));
+    let flush_kib: Option<u64> = args.get(6).map(|s| s.parse().expect("FLUSH_KIB"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,6 +89,9 @@ fn main() {
         let mut config = RecorderConfig::new(root.join("spool"), SigningKey::from_bytes(&[7; 32]), "bench");
         if let Some(kib) = chunk_kib {
             config.chunk_bytes = kib << 10;
+        }
+        if let Some(kib) = flush_kib {
+            config.flush_bytes = kib << 10;
         }
         let s2 = sealed.clone();
         config.on_sealed = Some(Arc::new(move |_| s2.store(true, Ordering::SeqCst)));

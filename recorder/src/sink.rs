@@ -1052,6 +1052,19 @@ async fn sealed(h: &mut Sealing) -> std::io::Result<Option<(ChunkEntry, u64)>> {
     }
 }
 
+/// How many `flush_bytes` may come in while a disk job (an fsync or a seal)
+/// runs, before the session waits for the disk.
+///
+/// Measured with the bastion on a CPU of its own (`tests/bench/run
+/// --pin-bastion 1`), a 1 GiB download took 11 s with two and 7.5 s with
+/// eight: with two, the relay waited on every fsync (a quarter of the
+/// bastion's CPU time was iowait), because an fsync here costs a journal
+/// commit (1-3 ms) whatever it carries. With more in flight each fsync takes
+/// what came in meanwhile, so fewer of them carry more. Eight keep what a
+/// machine crash can take at about 2.25 MiB, some 15 ms of a bulk download;
+/// an interactive session loses at most its last `chunk_interval`.
+const FLUSHES_IN_FLIGHT: u64 = 8;
+
 /// Raw bytes taken from the queue in one go (when that much is waiting)
 /// before they are written: consecutive reads become one event, see [`emit_data`].
 const BATCH_BYTES: u64 = 64 * 1024;
@@ -1090,12 +1103,9 @@ fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out]) -> std::i
 /// thread beside the recording: an fsync of the open chunk once
 /// `flush_bytes` are not yet durable, or the seal of a full chunk (fsync,
 /// rename, directory fsync, index) while the next one fills in memory.
-/// While a job runs, at most two `flush_bytes` more may come in; then the
-/// queue's back-pressure reaches the relay. So no more than about three
-/// `flush_bytes` are ever not durable. With one only, a download ran at
-/// `flush_bytes` per fsync latency (about 150 MiB/s of text on the
-/// development machine's disk, less under CPU load); with two the disk
-/// keeps up.
+/// While a job runs, at most [`FLUSHES_IN_FLIGHT`] `flush_bytes` more may
+/// come in; then the queue's back-pressure reaches the relay. So no more
+/// than about nine `flush_bytes` (2.25 MiB by default) are ever not durable.
 async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: SessionInfo, mut rx: mpsc::Receiver<Record>) {
     let mut tr = Translator {
         record_input: info.record_input,
@@ -1105,7 +1115,7 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
     let flush_bytes = config.flush_bytes.clamp(1, config.chunk_bytes.max(1));
     let sizes = (config.chunk_bytes, flush_bytes);
     // What may come in while a job runs (a chunk never outgrows `chunk_bytes` by more than a batch).
-    let slack = (2 * flush_bytes).min(config.chunk_bytes.max(1));
+    let slack = (FLUSHES_IN_FLIGHT * flush_bytes).min(config.chunk_bytes.max(1));
     let mut chunks: Vec<ChunkEntry> = Vec::new();
     let mut deadline: Option<Instant> = None;
     let mut job: Option<Job> = None;
