@@ -1058,9 +1058,9 @@ async fn sealed(h: &mut Sealing) -> std::io::Result<Option<(ChunkEntry, u64)>> {
 /// Measured with the bastion on a CPU of its own (`tests/bench/run
 /// --pin-bastion 1`), a 1 GiB download took 11 s with two and 7.5 s with
 /// eight: with two, the relay waited on every fsync (a quarter of the
-/// bastion's CPU time was iowait), because an fsync here costs a journal
-/// commit (1-3 ms) whatever it carries. With more in flight each fsync takes
-/// what came in meanwhile, so fewer of them carry more. Eight keep what a
+/// bastion's CPU time was iowait), because every fsync waits for the device
+/// (0.9 ms for 256 KiB there, 2.7 ms for 1 MiB). With more in flight each
+/// fsync takes what came in meanwhile, so fewer of them carry more. Eight keep what a
 /// machine crash can take at about 2.25 MiB, some 15 ms of a bulk download;
 /// an interactive session loses at most its last `chunk_interval`.
 const FLUSHES_IN_FLIGHT: u64 = 8;
