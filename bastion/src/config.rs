@@ -853,6 +853,16 @@ groups = ["k8s-ops"]
             text.lines().position(|l| l.starts_with("flush_bytes")).unwrap() + 1
         );
         assert!(e.to_string().contains("between 4KiB and 64MiB"), "{e}");
+        let text = format!(
+            "{}\n[recording]\nchunk_bytes = \"64KiB\"\nflush_bytes = \"1MiB\"\n",
+            base()
+        );
+        let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.key, "recording.flush_bytes");
+        assert!(e.to_string().contains("larger than chunk_bytes (64KiB)"), "{e}");
+        let text = format!("{}\n[recording]\nchunk_bytes = \"64KiB\"\n", base());
+        let c = Config::parse(&text, "b.toml", Path::new(".")).unwrap();
+        assert_eq!(c.recording.flush_bytes, 64 << 10, "the default follows a smaller chunk");
     }
 
     #[test]

@@ -432,14 +432,15 @@ fn json_escaped(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// Nonzero when a byte of `x` is below 0x20, `"`, `\\` or DEL: what
-/// [`write_json_escaped`] has to look at one by one.
-fn special(x: u64) -> u64 {
-    let eq = |b: u8| {
-        let y = x ^ (LO * b as u64);
-        y.wrapping_sub(LO) & !y
-    };
-    (x.wrapping_sub(LO * 0x20) & !x | eq(b'"') | eq(b'\\') | eq(0x7f)) & HI
+/// A byte [`write_json_escaped`] has to look at: one JSON escapes, or DEL
+/// (which counts as [`costly`]).
+fn special(b: u8) -> bool {
+    json_escaped(b) || b == 0x7f
+}
+
+/// Whether a byte of `x` is [`special`], eight bytes at a time.
+fn has_special(x: u64) -> bool {
+    has_less(x, 0x20) || has_byte(x, b'"') || has_byte(x, b'\\') || has_byte(x, 0x7f)
 }
 
 /// Writes `s` as a JSON string, quotes included, exactly as serde_json
@@ -530,10 +531,10 @@ fn next_special(s: &[u8], i: usize) -> usize {
 
 /// [`next_special`] eight bytes at a time, and for the tail.
 fn next_special_scalar(s: &[u8], mut i: usize) -> usize {
-    while i + 8 <= s.len() && special(word(s, i)) == 0 {
+    while i + 8 <= s.len() && !has_special(word(s, i)) {
         i += 8;
     }
-    while i < s.len() && !(s[i] < 0x20 || matches!(s[i], b'"' | b'\\' | 0x7f)) {
+    while i < s.len() && !special(s[i]) {
         i += 1;
     }
     i
@@ -645,10 +646,6 @@ mod tests {
         }
     }
 
-    /// The one-pass writer decides text or base64 as `piece_fields` does,
-    /// around the one-in-eight threshold, for every mix of plain bytes,
-    /// costly controls, short escapes, DEL and multi-byte characters, at
-    /// every alignment of the 16-byte SIMD scan and its 8-byte tail.
     /// A repeatable pseudo-random sequence for the property tests.
     fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
         move || {
@@ -659,6 +656,10 @@ mod tests {
         }
     }
 
+    /// The one-pass writer decides text or base64 as `piece_fields` does,
+    /// around the one-in-eight threshold, for every mix of plain bytes,
+    /// costly controls, short escapes, DEL and multi-byte characters, at
+    /// every alignment of the 16-byte SIMD scan and its 8-byte tail.
     #[test]
     fn random_mixes_are_written_as_their_events_serialise() {
         let alphabet = [

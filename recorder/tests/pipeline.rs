@@ -422,6 +422,17 @@ async fn port_forwards_keep_destination_and_byte_counts() {
     );
 }
 
+/// Records `n` output lines made by `line` and returns the bytes they make.
+async fn output_lines(ch: &ChannelTap, n: usize, line: impl Fn(usize) -> String) -> Vec<u8> {
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let line = line(i);
+        expected.extend_from_slice(line.as_bytes());
+        ch.record(out(line.as_bytes())).await.unwrap();
+    }
+    expected
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_roll_over_by_size() {
     let t = TempWorm::new();
@@ -432,12 +443,7 @@ async fn chunks_roll_over_by_size() {
     let tap = r.sink.start(&meta("eeee000000000001", true)).unwrap();
     let ch = tap.channel(ChannelKind::Session).await.unwrap();
     shell(&ch).await;
-    let mut expected = Vec::new();
-    for i in 0..200 {
-        let line = format!("line {i:04} {}\r\n", "x".repeat(180));
-        expected.extend_from_slice(line.as_bytes());
-        ch.record(out(line.as_bytes())).await.unwrap();
-    }
+    let expected = output_lines(&ch, 200, |i| format!("line {i:04} {}\r\n", "x".repeat(180))).await;
     ch.record(ChannelEvent::Close).await.unwrap();
     drop((ch, tap));
     let m = manifest_of(store.as_ref(), "eeee000000000001").await;
@@ -476,12 +482,7 @@ async fn a_big_chunk_reaches_the_spool_file_while_it_fills() {
     let tap = r.sink.start(&meta(id, true)).unwrap();
     let ch = tap.channel(ChannelKind::Session).await.unwrap();
     shell(&ch).await;
-    let mut expected = Vec::new();
-    for i in 0..400 {
-        let line = format!("line {i:04} {}\r\n", "y".repeat(500));
-        expected.extend_from_slice(line.as_bytes());
-        ch.record(out(line.as_bytes())).await.unwrap();
-    }
+    let expected = output_lines(&ch, 400, |i| format!("line {i:04} {}\r\n", "y".repeat(500))).await;
     let current = t.path().join("spool").join(id).join("current.jsonl");
     let want = expected.len() as u64;
     wait_for(10, "the open chunk's lines in current.jsonl", || {
@@ -629,12 +630,7 @@ async fn a_store_outage_keeps_everything_in_the_spool_until_it_returns() {
     let tap = r.sink.start(&meta(id, true)).unwrap();
     let ch = tap.channel(ChannelKind::Session).await.unwrap();
     shell(&ch).await;
-    let mut expected = Vec::new();
-    for i in 0..60 {
-        let line = format!("during outage {i:03}\r\n");
-        expected.extend_from_slice(line.as_bytes());
-        ch.record(out(line.as_bytes())).await.unwrap();
-    }
+    let expected = output_lines(&ch, 60, |i| format!("during outage {i:03}\r\n")).await;
     ch.record(ChannelEvent::Close).await.unwrap();
     drop((ch, tap));
     wait_for(10, "the session to end into the spool", || async {

@@ -155,7 +155,18 @@ pub(super) fn parse_recording(
         if !(4096..=(64 << 20)).contains(&n) {
             return Err(lines.error("recording.flush_bytes", v, "must be between 4KiB and 64MiB"));
         }
+        if n > cfg.chunk_bytes as u64 {
+            let chunk = r.chunk_bytes.as_ref().map_or("4MiB", |c| c.get_ref().as_str());
+            return Err(lines.error(
+                "recording.flush_bytes",
+                v,
+                format!("must not be larger than chunk_bytes ({chunk}): a chunk is fsynced whole when it is sealed"),
+            ));
+        }
         cfg.flush_bytes = n as usize;
+    } else {
+        // Small chunks are fsynced whole when sealed, before any flush is due.
+        cfg.flush_bytes = cfg.flush_bytes.min(cfg.chunk_bytes);
     }
     if let Some(v) = &r.chunk_interval {
         cfg.chunk_interval = humantime::parse_duration(v.get_ref())

@@ -501,8 +501,6 @@ impl StateStore {
     }
 }
 
-/// Creates or upgrades the schema in one `BEGIN IMMEDIATE` transaction, so
-/// processes opening a new file at once apply each migration once.
 /// Puts the database in WAL mode and returns the journal mode now in force.
 ///
 /// When several processes open a fresh database at once, SQLite answers
@@ -525,6 +523,8 @@ fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
     }
 }
 
+/// Creates or upgrades the schema in one `BEGIN IMMEDIATE` transaction, so
+/// processes opening a new file at once apply each migration once.
 fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     exec(&tx, sql::CREATE_SCHEMA_VERSION, &[])?;
