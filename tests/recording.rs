@@ -1,7 +1,8 @@
 //! Recording end to end, through stock OpenSSH: every kind of session lands
 //! in write-once storage and verifies; the auditor commands find, show,
 //! search, replay and export it (the export plays in stock asciinema); a
-//! `kill -9` of the bastion keeps what was flushed and marks the gap; and
+//! `kill -9` of the bastion keeps what was flushed and marks the gap; a
+//! spool that fails mid-session closes the channel with a notice; and
 //! with S3 (moto, Object Lock) the objects are under COMPLIANCE retention,
 //! survive the store being frozen, and a full spool refuses new sessions.
 
@@ -172,8 +173,8 @@ fn every_kind_of_session_is_recorded_verified_searchable_and_playable() {
     );
 }
 
-/// Files under `dir` (recursively) whose text contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+/// Files under `dir` (recursively) that `keep` accepts.
+fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -182,12 +183,17 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if read_lossy(&p).contains(needle) {
+            } else if keep(&p) {
                 found.push(p);
             }
         }
     }
     found
+}
+
+/// Files under `dir` (recursively) whose text contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    files_under(dir, |p| read_lossy(p).contains(needle))
 }
 
 #[test]
@@ -234,6 +240,52 @@ fn a_crash_keeps_what_was_flushed_and_marks_the_gap() {
         found.ok() && found.stdout.contains(&id),
         "{found}\n{}",
         read_lossy(&cast)
+    );
+}
+
+/// The open chunk's file (`current.jsonl`) under `dir`, if one exists now.
+fn open_chunk_file(dir: &Path) -> Option<PathBuf> {
+    files_under(dir, |p| p.file_name().is_some_and(|n| n == "current.jsonl")).pop()
+}
+
+#[test]
+fn a_recording_that_fails_mid_session_closes_the_channel_and_says_so() {
+    let (mut lab, _node, alice) = rec_lab("");
+    lab.start();
+    let running = ssh(&alice)
+        .args(["node-a", "echo RUNNING; while :; do echo tick; sleep 0.05; done"])
+        .timeout(Duration::from_secs(90))
+        .spawn();
+    // The spool refuses writes: the open chunk made immutable (root may still
+    // write a read-only file, not an immutable one).
+    let mut frozen = None;
+    wait_until(Duration::from_secs(30), || {
+        let Some(f) = open_chunk_file(lab.dir()) else {
+            return false;
+        };
+        let ok = Cmd::new("chattr").arg("+i").arg(&f).run().ok();
+        if ok {
+            frozen = Some(f);
+        }
+        ok
+    });
+    let frozen = frozen.unwrap_or_else(|| panic!("no open chunk could be made immutable:\n{}", lab.log()));
+    let out = running.wait_timeout(Duration::from_secs(60));
+    Cmd::new("chattr").arg("-i").arg(&frozen).run();
+    assert!(out.stdout.contains("RUNNING"), "{out}");
+    assert!(
+        out.stderr
+            .contains("bastion: recording failed, so this channel is closed (nothing runs unrecorded); tell the bastion operator, session "),
+        "the user is told why the channel closed and what to do:\n{out}\n{}",
+        lab.log()
+    );
+    assert!(lab.log().contains("closing channel: recording failed"), "{}", lab.log());
+    // The bastion goes on: a new session is recorded.
+    let next = ssh(&alice).args(["node-a", "echo STILL-SERVING"]).run();
+    assert!(
+        next.ok() && next.stdout.contains("STILL-SERVING"),
+        "{next}\n{}",
+        lab.log()
     );
 }
 

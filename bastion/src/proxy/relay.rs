@@ -15,6 +15,7 @@
 //! awaits them in the same order and answers the client.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client, server};
 use tokio::sync::{mpsc, oneshot};
@@ -65,6 +66,7 @@ impl Relay {
         let (client_read, client_write) = client.split();
         let (node_read, node_write) = node.split();
         let (pending_tx, pending_rx) = mpsc::unbounded_channel::<oneshot::Sender<bool>>();
+        let told = Arc::new(AtomicBool::new(false));
         let up = Upstream {
             ctx: ctx.clone(),
             tap: tap.clone(),
@@ -73,6 +75,7 @@ impl Relay {
             pending: pending_tx,
             client_id,
             client_handle: client_handle.clone(),
+            told: told.clone(),
         };
         let down = Downstream {
             ctx,
@@ -80,6 +83,7 @@ impl Relay {
             pending: pending_rx,
             client_id,
             client_handle,
+            told,
         };
         tokio::spawn(async move {
             let up_task = tokio::spawn(up.run(client_read, node_write));
@@ -99,6 +103,8 @@ struct Upstream {
     /// Where a refusal is explained (the client's stderr on this channel).
     client_id: russh::ChannelId,
     client_handle: server::Handle,
+    /// Shared with the downstream task: the recording-failed notice is written once.
+    told: Arc<AtomicBool>,
 }
 
 impl Upstream {
@@ -141,12 +147,30 @@ impl Upstream {
     }
 
     async fn run(self, mut from_client: ChannelReadHalf, to_node: ChannelWriteHalf<client::Msg>) {
-        if let Err(e) = self.pump(&mut from_client, &to_node).await {
-            warn!(session = %self.ctx.id, error = %e, "closing channel: recording failed");
-        }
+        let failed = self.pump(&mut from_client, &to_node).await.err();
         let _ = to_node.close().await;
+        let Upstream {
+            ctx,
+            pending,
+            client_id,
+            client_handle,
+            told,
+            ..
+        } = self;
         // Unblock a handler waiting for replies that will never come.
-        drop(self.pending);
+        drop(pending);
+        if let Some(e) = failed {
+            warn!(session = %ctx.id, direction = "input", error = %e, "closing channel: recording failed");
+            // The client is told and its channel closed here: once the node's
+            // channel is closed from this side, the downstream task hears
+            // nothing more from it until the node connection ends.
+            if !told.swap(true, Ordering::AcqRel) {
+                let _ = client_handle
+                    .extended_data(client_id, 1, recording_failed_notice(&ctx.id).into_bytes())
+                    .await;
+            }
+            let _ = client_handle.close(client_id).await;
+        }
     }
 
     async fn pump(
@@ -322,18 +346,18 @@ struct Downstream {
     pending: mpsc::UnboundedReceiver<oneshot::Sender<bool>>,
     client_id: russh::ChannelId,
     client_handle: server::Handle,
+    /// Shared with the upstream task: the recording-failed notice is written once.
+    told: Arc<AtomicBool>,
 }
 
 impl Downstream {
     async fn run(mut self, mut from_node: ChannelReadHalf, to_client: ChannelWriteHalf<server::Msg>) {
         if let Err(e) = self.pump(&mut from_node, &to_client).await {
-            warn!(session = %self.ctx.id, error = %e, "closing channel: recording failed");
-            let _ = to_client
-                .extended_data_bytes(
-                    1,
-                    bytes::Bytes::from_static(b"\r\nbastion: recording failed; channel closed\r\n"),
-                )
-                .await;
+            warn!(session = %self.ctx.id, direction = "output", error = %e, "closing channel: recording failed");
+            if !self.told.swap(true, Ordering::AcqRel) {
+                let notice = recording_failed_notice(&self.ctx.id);
+                let _ = to_client.extended_data_bytes(1, bytes::Bytes::from(notice)).await;
+            }
         }
         let _ = to_client.close().await;
     }
@@ -406,6 +430,15 @@ impl Downstream {
         }
         Ok(())
     }
+}
+
+/// What the user reads on stderr when a channel is closed because its
+/// recording failed.
+fn recording_failed_notice(session: &str) -> String {
+    format!(
+        "\r\nbastion: recording failed, so this channel is closed (nothing runs unrecorded); \
+         tell the bastion operator, session {session}\r\n"
+    )
 }
 
 /// The wire name of a signal (RFC 4254 §6.10), without the "SIG" prefix.
