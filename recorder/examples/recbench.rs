@@ -8,6 +8,10 @@
 //! end, the recorder's default chunk and flush sizes; `-` for a default). Prints the
 //! time the relay side waited (the throughput a relay would see), the time
 //! until the manifest was sealed in the store, and the process CPU time.
+//! Then the same output once more on the main thread with no I/O, no queue and
+//! no other thread: split into UTF-8 and bytes, merged, written as event lines
+//! and hashed, as the recorder does, and SHA-256 alone over as many bytes.
+//! That is the part of recording's cost that no spool or store can remove.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,11 +23,73 @@ use recorder::store::worm::WormDir;
 use recorder::{ChannelEvent, ChannelKind, Direction, RecorderConfig, RecordingSink, SessionMeta, Sink};
 
 fn cpu_seconds() -> f64 {
+    rusage_seconds(libc::RUSAGE_SELF)
+}
+
+fn rusage_seconds(who: libc::c_int) -> f64 {
     // SAFETY: getrusage writes one rusage struct into a live local.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// What formatting and hashing `total` bytes of `block` cost on this thread,
+/// with no I/O: returns the CPU-seconds of formatting plus hashing, of
+/// hashing alone, and the bytes the event lines came to.
+fn floor(block: &[u8], packet: usize, total: usize) -> (f64, f64, u64) {
+    use recorder::format::{Piece, PieceRef, Utf8Carry, write_data_line};
+    use sha2::{Digest, Sha256};
+    // As the recorder merges one stream's pieces (sink.rs `MERGE_BYTES`).
+    const MERGE: usize = 64 * 1024;
+    let mut carry = Utf8Carry::default();
+    let mut pending: Option<Piece> = None;
+    let mut line = Vec::with_capacity(2 * MERGE);
+    let mut hasher = Sha256::new();
+    let mut stored = 0u64;
+    let mut emit = |piece: &Piece, line: &mut Vec<u8>, hasher: &mut Sha256| {
+        line.clear();
+        write_data_line(line, 1.25, 0, false, false, piece);
+        hasher.update(&line[..]);
+        stored += line.len() as u64;
+    };
+    let cpu0 = rusage_seconds(libc::RUSAGE_THREAD);
+    let mut sent = 0;
+    let mut i = 0;
+    while sent < total {
+        let n = packet.min(total - sent);
+        let off = (i % 64) * packet;
+        carry.push_each(&block[off..off + n], |p| {
+            match (&mut pending, p) {
+                (Some(Piece::Text(a)), PieceRef::Text(b)) if a.len() + b.len() <= MERGE => return a.push_str(b),
+                (Some(Piece::Bytes(a)), PieceRef::Bytes(b)) if a.len() + b.len() <= MERGE => {
+                    return a.extend_from_slice(b);
+                }
+                _ => {}
+            }
+            if let Some(done) = pending.replace(p.to_owned()) {
+                emit(&done, &mut line, &mut hasher);
+            }
+        });
+        sent += n;
+        i += 1;
+    }
+    for piece in pending.take().into_iter().chain(carry.finish()) {
+        emit(&piece, &mut line, &mut hasher);
+    }
+    std::hint::black_box(hasher.finalize());
+    let format_and_hash = rusage_seconds(libc::RUSAGE_THREAD) - cpu0;
+    // SHA-256 alone over as many bytes, in lines of the size just written.
+    let sample = line.clone();
+    let cpu0 = rusage_seconds(libc::RUSAGE_THREAD);
+    let mut hasher = Sha256::new();
+    let mut hashed = 0u64;
+    while hashed < stored {
+        hasher.update(&sample);
+        hashed += sample.len().max(1) as u64;
+    }
+    std::hint::black_box(hasher.finalize());
+    (format_and_hash, rusage_seconds(libc::RUSAGE_THREAD) - cpu0, stored)
 }
 
 /// A repeating block of the chosen kind, at least `len` bytes.
@@ -111,6 +177,7 @@ fn main() {
             break_glass: None,
         };
         let block = Bytes::from(pattern(&kind, packet * 64 + packet));
+        let floor_block = block.clone();
         let total = mib << 20;
         let cpu0 = cpu_seconds();
         let t0 = Instant::now();
@@ -174,6 +241,15 @@ fn main() {
             stored_bytes as f64 / (1 << 20) as f64,
         );
         uploader.abort();
+        let (format_and_hash, hash_only, formatted) = floor(&floor_block, packet, total);
+        let gib = mib as f64 / 1024.0;
+        println!(
+            "  without I/O, one thread: formatting + SHA-256 {:.2} s/GiB, of which SHA-256 alone {:.2} s/GiB \
+             ({:.1} MiB of event lines)",
+            format_and_hash / gib,
+            hash_only / gib,
+            formatted as f64 / (1 << 20) as f64,
+        );
         let _ = std::process::Command::new("chattr")
             .arg("-R")
             .arg("-i")
