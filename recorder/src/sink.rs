@@ -32,6 +32,9 @@ const CHUNKS_PER_TURN: usize = 4;
 /// What the bastion runs when a recording is sealed in the store.
 pub type SealedHook = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Runs on the blocking thread just before an open chunk is fsynced.
+pub type SyncHook = Arc<dyn Fn() + Send + Sync>;
+
 /// How the recorder is set up.
 #[derive(Clone)]
 pub struct RecorderConfig {
@@ -59,6 +62,10 @@ pub struct RecorderConfig {
     /// Called with the session id once its manifest is confirmed by the
     /// store (the recording is sealed): the bastion audits it.
     pub on_sealed: Option<SealedHook>,
+    /// Called before each fsync of an open chunk (not of a seal), on the
+    /// thread that then fsyncs. A test that blocks in it has a disk that is
+    /// slow to sync, and can see what the session takes in meanwhile.
+    pub before_sync: Option<SyncHook>,
 }
 
 impl RecorderConfig {
@@ -76,6 +83,7 @@ impl RecorderConfig {
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             on_sealed: None,
+            before_sync: None,
         }
     }
 }
@@ -1015,19 +1023,32 @@ fn begin_seal(writer: &mut ChunkWriter, tr: &Translator) -> Option<Job> {
 fn due_job(
     writer: &mut ChunkWriter,
     tr: &Translator,
-    (chunk_bytes, flush_bytes): (u64, u64),
+    sizes: &Sizes,
     deadline: &mut Option<Instant>,
 ) -> std::io::Result<Option<Job>> {
-    if writer.size() >= chunk_bytes || deadline.is_some_and(|d| d <= Instant::now()) {
+    if writer.size() >= sizes.chunk_bytes || deadline.is_some_and(|d| d <= Instant::now()) {
         *deadline = None;
         return Ok(begin_seal(writer, tr));
     }
-    if writer.unsynced() >= flush_bytes
+    if writer.unsynced() >= sizes.flush_bytes
         && let Some(job) = writer.begin_flush()?
     {
-        return Ok(Some(Job::Flush(tokio::task::spawn_blocking(move || job.run()))));
+        let before = sizes.before_sync.clone();
+        return Ok(Some(Job::Flush(tokio::task::spawn_blocking(move || {
+            if let Some(before) = before {
+                before();
+            }
+            job.run()
+        }))));
     }
     Ok(None)
+}
+
+/// When the open chunk is due for a job (see [`due_job`]).
+struct Sizes {
+    chunk_bytes: u64,
+    flush_bytes: u64,
+    before_sync: Option<SyncHook>,
 }
 
 /// Starts the job the open chunk is due for, if any ([`due_job`]), and
@@ -1037,7 +1058,7 @@ fn start_due(
     job_base: &mut u64,
     writer: &mut ChunkWriter,
     tr: &Translator,
-    sizes: (u64, u64),
+    sizes: &Sizes,
     deadline: &mut Option<Instant>,
 ) -> Result<(), String> {
     *job = due_job(writer, tr, sizes, deadline).map_err(|e| format!("writing the spool failed: {e}"))?;
@@ -1063,11 +1084,11 @@ async fn sealed(h: &mut Sealing) -> std::io::Result<Option<(ChunkEntry, u64)>> {
 /// fsync takes what came in meanwhile, so fewer of them carry more. Eight keep what a
 /// machine crash can take at about 2.25 MiB, some 15 ms of a bulk download;
 /// an interactive session loses at most its last `chunk_interval`.
-const FLUSHES_IN_FLIGHT: u64 = 8;
+pub const FLUSHES_IN_FLIGHT: u64 = 8;
 
 /// Raw bytes taken from the queue in one go (when that much is waiting)
 /// before they are written: consecutive reads become one event, see [`emit_data`].
-const BATCH_BYTES: u64 = 64 * 1024;
+pub const BATCH_BYTES: u64 = 64 * 1024;
 
 fn record_len(r: &Record) -> u64 {
     match &r.event {
@@ -1113,7 +1134,11 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
     };
     let config = shared.config.clone();
     let flush_bytes = config.flush_bytes.clamp(1, config.chunk_bytes.max(1));
-    let sizes = (config.chunk_bytes, flush_bytes);
+    let sizes = Sizes {
+        chunk_bytes: config.chunk_bytes,
+        flush_bytes,
+        before_sync: config.before_sync.clone(),
+    };
     // What may come in while a job runs (a chunk never outgrows `chunk_bytes` by more than a batch).
     let slack = (FLUSHES_IN_FLIGHT * flush_bytes).min(config.chunk_bytes.max(1));
     let mut chunks: Vec<ChunkEntry> = Vec::new();
@@ -1154,7 +1179,7 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
                     }
                 }
                 // What came in meanwhile may be due already.
-                if let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, sizes, &mut deadline) {
+                if let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, &sizes, &mut deadline) {
                     failure = Some(e);
                     break EndedHow::Failed;
                 }
@@ -1185,13 +1210,13 @@ async fn run_session(shared: Arc<Shared>, mut writer: ChunkWriter, info: Session
                 if deadline.is_none() && writer.has_events() {
                     deadline = Some(Instant::now() + config.chunk_interval);
                 }
-                if job.is_none() && let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, sizes, &mut deadline) {
+                if job.is_none() && let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, &sizes, &mut deadline) {
                     failure = Some(e);
                     break EndedHow::Failed;
                 }
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && job.is_none() => {
-                if let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, sizes, &mut deadline) {
+                if let Err(e) = start_due(&mut job, &mut job_base, &mut writer, &tr, &sizes, &mut deadline) {
                     failure = Some(e);
                     break EndedHow::Failed;
                 }

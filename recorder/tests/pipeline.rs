@@ -499,6 +499,104 @@ async fn a_big_chunk_reaches_the_spool_file_while_it_fills() {
     assert!(output_text(&rec, 0) == expected);
 }
 
+/// A disk that is slow to sync holds the session, not more bytes at risk:
+/// while an fsync of the open chunk hangs, the session takes in at most
+/// `FLUSHES_IN_FLIGHT` more `flush_bytes` (and one batch) and then waits, so
+/// the relay feels the back-pressure and what a machine crash could take
+/// stays at about nine `flush_bytes`. Once the fsync returns, every byte is
+/// recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_fsync_holds_the_session_within_the_crash_loss_bound() {
+    use recorder::sink::{BATCH_BYTES, FLUSHES_IN_FLIGHT};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Condvar, Mutex};
+
+    let t = TempWorm::new();
+    let store = t.store();
+    let mut c = config(&t);
+    let flush = 64u64 << 10;
+    c.flush_bytes = flush;
+    c.chunk_bytes = 64 << 20;
+    // The disk: every fsync of the open chunk waits until `held` is false.
+    let disk = Arc::new((Mutex::new(true), Condvar::new()));
+    let syncs = Arc::new(AtomicUsize::new(0));
+    let (d, n) = (disk.clone(), syncs.clone());
+    c.before_sync = Some(Arc::new(move || {
+        n.fetch_add(1, SeqCst);
+        let (held, changed) = &*d;
+        let mut held = held.lock().unwrap();
+        while *held {
+            held = changed.wait(held).unwrap();
+        }
+    }));
+    let r = open(c, store.clone());
+    let id = "eeee000000000003";
+    let tap = r.sink.start(&meta(id, false)).unwrap();
+    let ch = tap.channel(ChannelKind::Session).await.unwrap();
+    ch.record(ChannelEvent::Exec {
+        command: "cat big.log".into(),
+    })
+    .await
+    .unwrap();
+    // 16 MiB: far more than the session's queue and the slack hold together.
+    const PACKET: usize = 16 << 10;
+    const PACKETS: usize = 1024;
+    let packet = Bytes::from(b"0123456789abcdef".repeat(PACKET / 16));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut relay = {
+        let (accepted, packet) = (accepted.clone(), packet.clone());
+        tokio::spawn(async move {
+            for _ in 0..PACKETS {
+                ch.record(ChannelEvent::data(Direction::Output, false, packet.clone()))
+                    .await
+                    .unwrap();
+                accepted.fetch_add(PACKET, SeqCst);
+            }
+            ch.record(ChannelEvent::Close).await.unwrap();
+        })
+    };
+    let current = t.path().join("spool").join(id).join("current.jsonl");
+    let spooled = move || std::fs::metadata(&current).map(|m| m.len() as usize).unwrap_or(0);
+    // Held: an fsync waits, and the relay has filled the queue on top of
+    // what the spool took (the queue holds 256 events).
+    wait_for(30, "the session to wait behind the slow fsync", || {
+        let ready = syncs.load(SeqCst) >= 1 && accepted.load(SeqCst) >= spooled() + 200 * PACKET;
+        async move { ready }
+    })
+    .await;
+    // And it stays held: a session that took no notice of the fsync would
+    // write the 16 MiB in a fraction of this.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut relay).await.is_err(),
+        "the relay sent everything while the fsync hung"
+    );
+    let at_risk = spooled() as u64;
+    let slack = FLUSHES_IN_FLIGHT * flush;
+    assert!(
+        at_risk <= flush + slack + 2 * BATCH_BYTES + 4096,
+        "{at_risk} bytes written while the first fsync hung (flush_bytes {flush}, slack {slack})"
+    );
+    assert!(
+        at_risk + 2 * BATCH_BYTES >= flush + slack,
+        "only {at_risk} bytes taken in while the first fsync hung: the slack is not used"
+    );
+    assert!(accepted.load(SeqCst) < PACKET * PACKETS);
+    let (held, changed) = &*disk;
+    *held.lock().unwrap() = false;
+    changed.notify_all();
+    tokio::time::timeout(Duration::from_secs(60), relay)
+        .await
+        .expect("the relay to send everything once the fsync returned")
+        .unwrap();
+    drop(tap);
+    manifest_of(store.as_ref(), id).await;
+    let rec = read::load(store.as_ref(), id).await.unwrap();
+    assert!(rec.problems.is_empty(), "{:?}", rec.problems);
+    let got = output_text(&rec, 0);
+    assert_eq!(got.len(), PACKET * PACKETS);
+    assert!(got.chunks(PACKET).all(|c| c == &packet[..]));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chunks_are_sealed_and_uploaded_by_time_while_the_session_runs() {
     let t = TempWorm::new();
