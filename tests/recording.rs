@@ -2,7 +2,8 @@
 //! in write-once storage and verifies; the auditor commands find, show,
 //! search, replay and export it (the export plays in stock asciinema); a
 //! `kill -9` of the bastion keeps what was flushed and marks the gap; a
-//! spool that fails mid-session closes the channel with a notice; and
+//! spool that fails mid-session closes the channel with a notice; each
+//! command over a shared connection has its close recorded when it ends; and
 //! with S3 (moto, Object Lock) the objects are under COMPLIANCE retention,
 //! survive the store being frozen, and a full spool refuses new sessions.
 
@@ -285,6 +286,74 @@ fn a_recording_that_fails_mid_session_closes_the_channel_and_says_so() {
     assert!(
         next.ok() && next.stdout.contains("STILL-SERVING"),
         "{next}\n{}",
+        lab.log()
+    );
+}
+
+/// The event lines of every chunk under `dir`, spool or store (a chunk may
+/// be under both names while it is uploaded), without session output.
+fn chunk_events(dir: &Path) -> Vec<serde_json::Value> {
+    files_under(dir, |p| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        name.starts_with("chunk-") || name == "current.jsonl"
+    })
+    .iter()
+    .flat_map(|f| read_lossy(f).lines().map(str::to_string).collect::<Vec<_>>())
+    .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+    .filter(|e| e["e"] != "o")
+    .collect()
+}
+
+/// The channels whose close is among `events`, each once.
+fn closed_channels(events: &[serde_json::Value]) -> Vec<u64> {
+    let mut chs: Vec<u64> = events
+        .iter()
+        .filter(|e| e["e"] == "close")
+        .filter_map(|e| e["ch"].as_u64())
+        .collect();
+    chs.sort();
+    chs.dedup();
+    chs
+}
+
+/// Commands run one after another over one shared connection
+/// (`ControlMaster`): each channel's close is recorded when its command
+/// ends, not when the connection does. The node closes first; russh drops
+/// the client's reply to a close sent from here, so the relay's half that
+/// reads from the client must stop by itself.
+#[test]
+fn each_channel_of_a_shared_connection_is_closed_when_its_command_ends() {
+    let (mut lab, _node, alice) = rec_lab("");
+    lab.start();
+    // The master runs in the foreground here: a ControlPersist master would
+    // lose its ProxyJump helper when the harness ends the first command's
+    // process group.
+    let control = lab.dir().join("cm");
+    let path = format!("ControlPath={}", control.display());
+    let _master = ssh(&alice)
+        .args(["-M", "-N", "-o", &path, "node-a"])
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || control.exists()),
+        "no master connection:\n{}",
+        lab.log()
+    );
+    for word in ["one", "two", "three", "four"] {
+        let out = ssh(&alice)
+            .args(["-o", "ControlMaster=no", "-o", &path, "node-a", &format!("echo {word}")])
+            .run();
+        assert!(out.ok() && out.stdout.trim() == word, "{out}\n{}", lab.log());
+    }
+    // The connection is still up; the four closes are recorded.
+    let all = wait_until(Duration::from_secs(30), || {
+        closed_channels(&chunk_events(lab.dir())) == [0, 1, 2, 3]
+    });
+    let events = chunk_events(lab.dir());
+    assert!(
+        all,
+        "closes recorded for channels {:?} of 0-3:\n{events:#?}\n{}",
+        closed_channels(&events),
         lab.log()
     );
 }

@@ -13,12 +13,18 @@
 //! and queues a oneshot; the downstream task completes the oneshots in order
 //! as the node's SUCCESS/FAILURE messages arrive; the connection handler
 //! awaits them in the same order and answers the client.
+//!
+//! When one task ends it closes the other side's channel and tells the other
+//! task to stop once it has taken what is already queued: russh drops the
+//! peer's close reply to a channel this side closed, so the other task would
+//! otherwise wait (and the channel's close go unrecorded) until the whole
+//! connection ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig, client, server};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use recorder::{ChannelEvent, ChannelTap, Direction};
@@ -67,6 +73,7 @@ impl Relay {
         let (node_read, node_write) = node.split();
         let (pending_tx, pending_rx) = mpsc::unbounded_channel::<oneshot::Sender<bool>>();
         let told = Arc::new(AtomicBool::new(false));
+        let (up_ended, down_ended) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let up = Upstream {
             ctx: ctx.clone(),
             tap: tap.clone(),
@@ -76,6 +83,8 @@ impl Relay {
             client_id,
             client_handle: client_handle.clone(),
             told: told.clone(),
+            ended: up_ended.clone(),
+            other_ended: down_ended.clone(),
         };
         let down = Downstream {
             ctx,
@@ -84,6 +93,8 @@ impl Relay {
             client_id,
             client_handle,
             told,
+            ended: down_ended,
+            other_ended: up_ended,
         };
         tokio::spawn(async move {
             let up_task = tokio::spawn(up.run(client_read, node_write));
@@ -105,6 +116,10 @@ struct Upstream {
     client_handle: server::Handle,
     /// Shared with the downstream task: the recording-failed notice is written once.
     told: Arc<AtomicBool>,
+    /// Tells the downstream task that this one has ended.
+    ended: Arc<Notify>,
+    /// The downstream task has ended: the client's channel is closed.
+    other_ended: Arc<Notify>,
 }
 
 impl Upstream {
@@ -155,22 +170,23 @@ impl Upstream {
             client_id,
             client_handle,
             told,
+            ended,
             ..
         } = self;
         // Unblock a handler waiting for replies that will never come.
         drop(pending);
         if let Some(e) = failed {
-            warn!(session = %ctx.id, direction = "input", error = %e, "closing channel: recording failed");
-            // The client is told and its channel closed here: once the node's
-            // channel is closed from this side, the downstream task hears
-            // nothing more from it until the node connection ends.
+            // The client is told and its channel closed here: the downstream
+            // task only drains what the node already sent, then stops.
             if !told.swap(true, Ordering::AcqRel) {
+                warn!(session = %ctx.id, direction = "input", error = %e, "closing channel: recording failed");
                 let _ = client_handle
                     .extended_data(client_id, 1, recording_failed_notice(&ctx.id).into_bytes())
                     .await;
             }
             let _ = client_handle.close(client_id).await;
         }
+        ended.notify_one();
     }
 
     async fn pump(
@@ -178,7 +194,13 @@ impl Upstream {
         from_client: &mut ChannelReadHalf,
         to_node: &ChannelWriteHalf<client::Msg>,
     ) -> Result<(), recorder::RecordError> {
-        while let Some(msg) = from_client.wait().await {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                msg = from_client.wait() => msg,
+                () = self.other_ended.notified() => None,
+            };
+            let Some(msg) = msg else { break };
             self.ctx.touch();
             match msg {
                 ChannelMsg::Data { data } => {
@@ -348,18 +370,23 @@ struct Downstream {
     client_handle: server::Handle,
     /// Shared with the upstream task: the recording-failed notice is written once.
     told: Arc<AtomicBool>,
+    /// Tells the upstream task that this one has ended.
+    ended: Arc<Notify>,
+    /// The upstream task has ended: the node's channel is closed.
+    other_ended: Arc<Notify>,
 }
 
 impl Downstream {
     async fn run(mut self, mut from_node: ChannelReadHalf, to_client: ChannelWriteHalf<server::Msg>) {
-        if let Err(e) = self.pump(&mut from_node, &to_client).await {
+        if let Err(e) = self.pump(&mut from_node, &to_client).await
+            && !self.told.swap(true, Ordering::AcqRel)
+        {
             warn!(session = %self.ctx.id, direction = "output", error = %e, "closing channel: recording failed");
-            if !self.told.swap(true, Ordering::AcqRel) {
-                let notice = recording_failed_notice(&self.ctx.id);
-                let _ = to_client.extended_data_bytes(1, bytes::Bytes::from(notice)).await;
-            }
+            let notice = recording_failed_notice(&self.ctx.id);
+            let _ = to_client.extended_data_bytes(1, bytes::Bytes::from(notice)).await;
         }
         let _ = to_client.close().await;
+        self.ended.notify_one();
     }
 
     async fn pump(
@@ -367,7 +394,13 @@ impl Downstream {
         from_node: &mut ChannelReadHalf,
         to_client: &ChannelWriteHalf<server::Msg>,
     ) -> Result<(), recorder::RecordError> {
-        while let Some(msg) = from_node.wait().await {
+        loop {
+            let msg = tokio::select! {
+                biased;
+                msg = from_node.wait() => msg,
+                () = self.other_ended.notified() => None,
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 ChannelMsg::Data { data } => {
                     self.ctx.touch();
