@@ -194,13 +194,7 @@ impl Upstream {
         from_client: &mut ChannelReadHalf,
         to_node: &ChannelWriteHalf<client::Msg>,
     ) -> Result<(), recorder::RecordError> {
-        loop {
-            let msg = tokio::select! {
-                biased;
-                msg = from_client.wait() => msg,
-                () = self.other_ended.notified() => None,
-            };
-            let Some(msg) = msg else { break };
+        while let Some(msg) = next_message(from_client, &self.other_ended).await {
             self.ctx.touch();
             match msg {
                 ChannelMsg::Data { data } => {
@@ -394,13 +388,7 @@ impl Downstream {
         from_node: &mut ChannelReadHalf,
         to_client: &ChannelWriteHalf<server::Msg>,
     ) -> Result<(), recorder::RecordError> {
-        loop {
-            let msg = tokio::select! {
-                biased;
-                msg = from_node.wait() => msg,
-                () = self.other_ended.notified() => None,
-            };
-            let Some(msg) = msg else { break };
+        while let Some(msg) = next_message(from_node, &self.other_ended).await {
             match msg {
                 ChannelMsg::Data { data } => {
                     self.ctx.touch();
@@ -462,6 +450,16 @@ impl Downstream {
             }
         }
         Ok(())
+    }
+}
+
+/// The next message on `from`; `None` once the channel is closed or, when
+/// nothing is queued any more, once the other direction's task has ended.
+async fn next_message(from: &mut ChannelReadHalf, other_ended: &Notify) -> Option<ChannelMsg> {
+    tokio::select! {
+        biased;
+        msg = from.wait() => msg,
+        () = other_ended.notified() => None,
     }
 }
 
