@@ -574,6 +574,33 @@ pub fn ssh(setup: &impl SshSetup) -> Cmd {
     Cmd::new("ssh").args(client_opts(&setup.ssh_config_path()))
 }
 
+/// A shared connection (`ssh -M -N`, OpenSSH's ControlMaster) to `host`,
+/// with its control socket at `control`, once it is up; it ends when the
+/// returned process is dropped. It runs in the foreground: a ControlPersist
+/// master would lose its ProxyJump helper when the first command's process
+/// group ends. Commands use it through [`ssh_shared`].
+pub fn master_connection(setup: &impl SshSetup, host: &str, control: &Path) -> Bg {
+    let master = ssh(setup)
+        .args(["-M", "-N", "-o"])
+        .arg(format!("ControlPath={}", control.display()))
+        .arg(host)
+        .timeout(Duration::from_secs(300))
+        .spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || control.exists()),
+        "the master connection to {host} did not come up"
+    );
+    master
+}
+
+/// `ssh` through the shared connection whose control socket is `control`
+/// (see [`master_connection`]); add the host and command.
+pub fn ssh_shared(setup: &impl SshSetup, control: &Path) -> Cmd {
+    ssh(setup)
+        .args(["-o", "ControlMaster=no", "-o"])
+        .arg(format!("ControlPath={}", control.display()))
+}
+
 /// `scp -F <ssh_config> -o BatchMode=yes -o ConnectTimeout=10`.
 pub fn scp(setup: &impl SshSetup) -> Cmd {
     Cmd::new("scp")

@@ -150,6 +150,24 @@ fn exit_status_is_propagated() {
     ssh(&demo).arg(demo.node()).arg("exit 200").run().expect_code(200);
 }
 
+/// A command that closes its output and exits later, over a shared
+/// connection: OpenSSH's ControlMaster closes the channel as soon as EOF went
+/// both ways, so the bastion must send the exit status before the EOF (russh
+/// drops whatever follows the client's close; `ssh` exited 255). Through a
+/// plain jump host the master waits and `ssh` gets 7.
+#[test]
+fn exit_status_after_the_output_closed_reaches_a_shared_connection() {
+    let demo = Demo::start();
+    let control = demo.dir().join("cm");
+    let _master = master_connection(&demo, demo.node(), &control);
+    let out = ssh_shared(&demo, &control)
+        .arg(demo.node())
+        .arg("echo before; exec >&- 2>&-; sleep 0.3; exit 7")
+        .run();
+    assert_eq!(out.code(), Some(7), "{out}\n{}", demo.bastion_log());
+    assert_eq!(out.stdout, "before\n", "{out}");
+}
+
 #[test]
 fn stdin_and_eof_pass_through() {
     let demo = Demo::start();

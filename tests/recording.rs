@@ -261,7 +261,9 @@ fn a_recording_that_fails_mid_session_closes_the_channel_and_says_so() {
     // write a read-only file, not an immutable one).
     let mut frozen = None;
     wait_until(Duration::from_secs(30), || {
-        let Some(f) = open_chunk_file(lab.dir()) else {
+        // Once the session's first output is in it: frozen earlier, the
+        // channel would close before anything reached the user.
+        let Some(f) = open_chunk_file(lab.dir()).filter(|f| read_lossy(f).contains(r#""d":"RUNNING"#)) else {
             return false;
         };
         let ok = Cmd::new("chattr").arg("+i").arg(&f).run().ok();
@@ -325,23 +327,11 @@ fn closed_channels(events: &[serde_json::Value]) -> Vec<u64> {
 fn each_channel_of_a_shared_connection_is_closed_when_its_command_ends() {
     let (mut lab, _node, alice) = rec_lab("");
     lab.start();
-    // The master runs in the foreground here: a ControlPersist master would
-    // lose its ProxyJump helper when the harness ends the first command's
-    // process group.
     let control = lab.dir().join("cm");
-    let path = format!("ControlPath={}", control.display());
-    let _master = ssh(&alice)
-        .args(["-M", "-N", "-o", &path, "node-a"])
-        .timeout(Duration::from_secs(120))
-        .spawn();
-    assert!(
-        wait_until(Duration::from_secs(30), || control.exists()),
-        "no master connection:\n{}",
-        lab.log()
-    );
+    let _master = master_connection(&alice, "node-a", &control);
     for word in ["one", "two", "three", "four"] {
-        let out = ssh(&alice)
-            .args(["-o", "ControlMaster=no", "-o", &path, "node-a", &format!("echo {word}")])
+        let out = ssh_shared(&alice, &control)
+            .args(["node-a", &format!("echo {word}")])
             .run();
         assert!(out.ok() && out.stdout.trim() == word, "{out}\n{}", lab.log());
     }

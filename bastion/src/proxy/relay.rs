@@ -88,6 +88,7 @@ impl Relay {
         };
         let down = Downstream {
             ctx,
+            hold_eof: kind == RelayKind::Session,
             tap,
             pending: pending_rx,
             client_id,
@@ -358,6 +359,9 @@ impl Upstream {
 /// Node → client.
 struct Downstream {
     ctx: Arc<SessionCtx>,
+    /// A session channel's EOF goes to the client only with or after the
+    /// exit status (see [`Downstream::pump`]); a forward's half-close at once.
+    hold_eof: bool,
     tap: ChannelTap,
     pending: mpsc::UnboundedReceiver<oneshot::Sender<bool>>,
     client_id: russh::ChannelId,
@@ -388,6 +392,8 @@ impl Downstream {
         from_node: &mut ChannelReadHalf,
         to_client: &ChannelWriteHalf<server::Msg>,
     ) -> Result<(), recorder::RecordError> {
+        // The node's EOF, not yet passed on.
+        let mut eof_held = false;
         while let Some(msg) = next_message(from_node, &self.other_ended).await {
             match msg {
                 ChannelMsg::Data { data } => {
@@ -419,6 +425,9 @@ impl Downstream {
                         .record(ChannelEvent::ExitStatus { status: exit_status })
                         .await?;
                     let _ = to_client.exit_status(exit_status).await;
+                    if std::mem::take(&mut eof_held) {
+                        let _ = to_client.eof().await;
+                    }
                 }
                 ChannelMsg::ExitSignal {
                     signal_name,
@@ -436,6 +445,9 @@ impl Downstream {
                         .client_handle
                         .exit_signal_request(self.client_id, signal_name, core_dumped, error_message, lang_tag)
                         .await;
+                    if std::mem::take(&mut eof_held) {
+                        let _ = to_client.eof().await;
+                    }
                 }
                 ChannelMsg::Eof => {
                     self.tap
@@ -443,11 +455,24 @@ impl Downstream {
                             direction: Direction::Output,
                         })
                         .await?;
-                    let _ = to_client.eof().await;
+                    // OpenSSH's client closes its channel once EOF went both
+                    // ways, without waiting for the exit status, and russh
+                    // answers that close at once: an exit status sent after it
+                    // is dropped and `ssh` exits 255. sshd often sends EOF a
+                    // fraction of a millisecond before the exit status, so it
+                    // waits for it here (as sshd itself holds its close).
+                    if self.hold_eof {
+                        eof_held = true;
+                    } else {
+                        let _ = to_client.eof().await;
+                    }
                 }
                 ChannelMsg::Close => break,
                 _ => {}
             }
+        }
+        if eof_held {
+            let _ = to_client.eof().await;
         }
         Ok(())
     }
