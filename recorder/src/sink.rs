@@ -1044,7 +1044,8 @@ fn due_job(
     Ok(None)
 }
 
-/// When the open chunk is due for a job (see [`due_job`]).
+/// What decides when the open chunk is due for a job (see [`due_job`]),
+/// and the hook run before each of its fsyncs.
 struct Sizes {
     chunk_bytes: u64,
     flush_bytes: u64,

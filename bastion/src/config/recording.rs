@@ -160,7 +160,9 @@ pub(super) fn parse_recording(
             return Err(lines.error(
                 "recording.flush_bytes",
                 v,
-                format!("must not be larger than chunk_bytes ({chunk}): a chunk is fsynced whole when it is sealed"),
+                format!(
+                    "must not be larger than chunk_bytes ({chunk}), since a chunk is fsynced whole when it is sealed: lower flush_bytes or raise chunk_bytes"
+                ),
             ));
         }
         cfg.flush_bytes = n as usize;
