@@ -8,6 +8,7 @@
 //! decision returned, so there is no path around it.
 
 mod breakglass;
+mod command;
 pub mod glob;
 pub mod kube;
 mod lint;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use breakglass::{BreakGlass, TICKET_MAX, TicketRule, is_unsafe};
+pub use command::classify_command;
 pub use lint::{Lint, lint};
 pub use rules::{Destination, Kind, Rule};
 pub use selector::Selector;
@@ -216,30 +218,6 @@ fn describe(kind: Kind) -> &'static str {
         Kind::Scp => "scp",
         Kind::Rsync => "rsync",
         _ => "commands",
-    }
-}
-
-/// What kind of transfer a command is: legacy scp and rsync servers are
-/// told apart from other commands so a rule can allow file transfer only.
-pub fn classify_command(command: &str) -> Kind {
-    let mut words = command.split_whitespace();
-    let program = words.next().unwrap_or("");
-    let program = program.rsplit('/').next().unwrap_or(program);
-    let args: Vec<&str> = words.collect();
-    let has_shell_syntax = command.contains([';', '&', '|', '`', '$', '>', '<', '\n']);
-    if has_shell_syntax {
-        return Kind::Exec;
-    }
-    match program {
-        "scp"
-            if args
-                .iter()
-                .any(|a| a.starts_with('-') && (a.contains('t') || a.contains('f'))) =>
-        {
-            Kind::Scp
-        }
-        "rsync" if args.contains(&"--server") => Kind::Rsync,
-        _ => Kind::Exec,
     }
 }
 
