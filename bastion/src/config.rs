@@ -15,9 +15,20 @@ use toml::Spanned;
 mod access;
 mod kube;
 mod recording;
+mod startups;
 pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
 pub use kube::{Cluster, KeyType};
 pub use recording::{RecordingConfig, S3StoreConfig, StoreConfig, parse_size};
+pub use startups::Startups;
+
+/// `server.max_startups` unless set: it takes more than 50 source addresses
+/// (or IPv6 /64s), each at the default `max_startups_per_source` of 8, before
+/// early drop refuses anyone else; `full` stays well under `max_connections`.
+pub const DEFAULT_MAX_STARTUPS: Startups = Startups {
+    start: 400,
+    rate: 30,
+    full: 800,
+};
 
 /// A configuration error that points at the offending key and line.
 #[derive(Debug, thiserror::Error)]
@@ -152,12 +163,19 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Hard cap on the length of any session.
     pub max_session: Duration,
-    /// Interval of SSH keepalives towards the client; dead peers are dropped after 3 missed.
+    /// Keepalive interval: TCP keepalive probes towards clients (3 missed and
+    /// the connection is dropped), SSH keepalives towards nodes.
     pub keepalive_interval: Duration,
     /// Concurrent connections from one source address.
     pub max_connections_per_source: usize,
     /// Concurrent connections in total.
     pub max_connections: usize,
+    /// How long a client may take from connecting to authenticated.
+    pub login_grace_time: Duration,
+    /// Unauthenticated connections in total (`start:rate:full`, early drop).
+    pub max_startups: Startups,
+    /// Unauthenticated connections from one source address (IPv6: its /64).
+    pub max_startups_per_source: usize,
     /// How long SIGTERM waits for running sessions before closing them.
     pub shutdown_grace: Duration,
     /// Lifetime of the certificate used to log in to a node.
@@ -281,6 +299,9 @@ struct RawServer {
     keepalive_interval: Option<Spanned<String>>,
     max_connections_per_source: Option<usize>,
     max_connections: Option<usize>,
+    login_grace_time: Option<Spanned<String>>,
+    max_startups: Option<Spanned<String>>,
+    max_startups_per_source: Option<usize>,
     shutdown_grace: Option<Spanned<String>>,
     node_cert_validity: Option<Spanned<String>>,
     node_connect_timeout: Option<Spanned<String>>,
@@ -413,6 +434,12 @@ impl Config {
             keepalive_interval: duration("keepalive_interval", &rs.keepalive_interval, Duration::from_secs(30))?,
             max_connections_per_source: rs.max_connections_per_source.unwrap_or(50),
             max_connections: rs.max_connections.unwrap_or(2000),
+            login_grace_time: duration("login_grace_time", &rs.login_grace_time, Duration::from_secs(90))?,
+            max_startups: match &rs.max_startups {
+                None => DEFAULT_MAX_STARTUPS,
+                Some(v) => Startups::parse(v.get_ref()).map_err(|e| lines.error("server.max_startups", v, e))?,
+            },
+            max_startups_per_source: rs.max_startups_per_source.unwrap_or(8),
             shutdown_grace: duration("shutdown_grace", &rs.shutdown_grace, Duration::from_secs(30))?,
             node_cert_validity: duration("node_cert_validity", &rs.node_cert_validity, Duration::from_secs(300))?,
             node_connect_timeout: duration(

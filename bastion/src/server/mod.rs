@@ -34,10 +34,8 @@ use crate::config::Config;
 use crate::config::DirectoryConfig;
 use crate::directory::{EmbeddedDirectory, SharedDirectory};
 use crate::state::StateStore;
-use limits::{Admission, ConnectionLimits};
+use limits::{Admission, ConnectionLimits, Startup};
 
-/// How long a client may take to authenticate (like sshd's LoginGraceTime).
-const LOGIN_GRACE: Duration = Duration::from_secs(60);
 /// Host certificates for targets are signed with this lifetime…
 const HOST_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// …and re-signed when older than this, so a long-running bastion never
@@ -114,8 +112,11 @@ impl Bastion {
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: vec![authority.host_key.clone()],
             inactivity_timeout: Some(s.idle_timeout + Duration::from_secs(60)),
-            keepalive_interval: Some(s.keepalive_interval),
-            keepalive_max: 3,
+            // No SSH keepalive towards clients: russh would send it before
+            // authentication too, and OpenSSH, PuTTY and Dropbear end a login
+            // that gets a global request mid-way (a TOTP typed after 30 s).
+            // Dead clients are found by TCP keepalive (`run_connection`).
+            keepalive_interval: None,
             nodelay: true,
             max_auth_attempts: 6,
             ..Default::default()
@@ -149,7 +150,12 @@ impl Bastion {
         }
         let audit = Arc::new(audit);
         let alerter = open_alerter(&config, state.clone())?;
-        let limits = ConnectionLimits::new(s.max_connections, s.max_connections_per_source);
+        let limits = ConnectionLimits::new(limits::Limits {
+            max_total: s.max_connections,
+            max_per_source: s.max_connections_per_source,
+            startups: s.max_startups,
+            startups_per_source: s.max_startups_per_source,
+        });
         let (forced, _) = broadcast::channel(1);
         Ok(Arc::new(Bastion {
             config: Arc::new(config),
@@ -327,17 +333,18 @@ pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Futu
                         continue;
                     }
                 };
-                let admission = match bastion.limits.admit(peer.ip()) {
+                let roll = rand::random_range(0..100);
+                let (admission, startup) = match bastion.limits.admit(peer.ip(), roll) {
                     Ok(a) => a,
                     Err(why) => {
-                        warn!(client = %peer, reason = why, "connection refused");
+                        warn!(client = %peer, reason = %why, "connection refused");
                         continue;
                     }
                 };
                 let b = bastion.clone();
                 let guard = guard_tx.clone();
                 tokio::spawn(async move {
-                    run_connection(b, socket, peer, admission).await;
+                    run_connection(b, socket, peer, admission, startup).await;
                     drop(guard);
                 });
             }
@@ -356,32 +363,45 @@ pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Futu
     Ok(())
 }
 
-/// One outer connection, from handshake to disconnect.
-async fn run_connection(bastion: Arc<Bastion>, socket: TcpStream, peer: SocketAddr, _admission: Admission) {
+/// One outer connection, from handshake to disconnect. Until the client has
+/// authenticated, `login_grace_time` from the accept bounds it whatever the
+/// protocol state: the socket is dropped, not merely sent a disconnect that
+/// russh ignores while key exchange is unfinished.
+async fn run_connection(
+    bastion: Arc<Bastion>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    _admission: Admission,
+    startup: Startup,
+) {
+    let grace = bastion.config.server.login_grace_time;
+    let login_deadline = tokio::time::sleep(grace);
+    tokio::pin!(login_deadline);
     let _ = socket.set_nodelay(true);
+    set_tcp_keepalive(&socket, bastion.config.server.keepalive_interval);
+    // russh runs the session in a task of its own that dropping its handle
+    // does not stop: a second handle on the socket shuts it down.
+    let Some((socket, closer)) = with_closer(socket) else {
+        return;
+    };
     let authenticated = Arc::new(AtomicBool::new(false));
-    let handler = outer::OuterHandler::new(bastion.clone(), peer, authenticated.clone());
+    let handler = outer::OuterHandler::new(bastion.clone(), peer, authenticated.clone(), startup);
     let mut forced = bastion.shutdown.forced();
-    let session = match tokio::time::timeout(
-        LOGIN_GRACE,
-        russh::server::run_stream(bastion.outer_config.clone(), socket, handler),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            debug!(client = %peer, error = %e, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!(client = %peer, "no SSH banner within the login grace time");
+    let session = tokio::select! {
+        started = russh::server::run_stream(bastion.outer_config.clone(), socket, handler) => match started {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(client = %peer, error = %e, "handshake failed");
+                return;
+            }
+        },
+        _ = &mut login_deadline => {
+            info!(client = %peer, "no SSH banner within the login grace time; closed");
             return;
         }
     };
     let handle = session.handle();
     tokio::pin!(session);
-    let login_deadline = tokio::time::sleep(LOGIN_GRACE);
-    tokio::pin!(login_deadline);
     let mut deadline_armed = true;
     loop {
         tokio::select! {
@@ -394,10 +414,16 @@ async fn run_connection(bastion: Arc<Bastion>, socket: TcpStream, peer: SocketAd
             _ = &mut login_deadline, if deadline_armed => {
                 deadline_armed = false;
                 if !authenticated.load(Ordering::Relaxed) {
-                    info!(client = %peer, "login grace time over; disconnecting");
-                    let _ = handle
-                        .disconnect(russh::Disconnect::ByApplication, "login grace time over".into(), "en".into())
-                        .await;
+                    info!(client = %peer, "login grace time over; closed");
+                    // Said where the protocol state allows it (russh drops
+                    // it during key exchange); the socket is shut anyway.
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        handle.disconnect(russh::Disconnect::ByApplication, "login grace time over".into(), "en".into()),
+                    )
+                    .await;
+                    let _ = closer.shutdown(std::net::Shutdown::Both);
+                    return;
                 }
             }
             _ = forced.recv() => {
@@ -405,8 +431,28 @@ async fn run_connection(bastion: Arc<Bastion>, socket: TcpStream, peer: SocketAd
                     .disconnect(russh::Disconnect::ByApplication, "bastion: shutting down".into(), "en".into())
                     .await;
                 let _ = tokio::time::timeout(Duration::from_secs(3), &mut session).await;
+                let _ = closer.shutdown(std::net::Shutdown::Both);
                 return;
             }
         }
+    }
+}
+
+/// The socket, and a second handle on it that can shut it down.
+fn with_closer(socket: TcpStream) -> Option<(TcpStream, std::net::TcpStream)> {
+    let std = socket.into_std().ok()?;
+    let closer = std.try_clone().ok()?;
+    Some((TcpStream::from_std(std).ok()?, closer))
+}
+
+/// Dead clients are dropped after three unanswered TCP keepalive probes,
+/// `interval` apart after `interval` of silence.
+fn set_tcp_keepalive(socket: &TcpStream, interval: Duration) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(interval)
+        .with_interval(interval)
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(socket).set_tcp_keepalive(&keepalive) {
+        warn!(error = %e, "cannot set TCP keepalive on a client connection");
     }
 }

@@ -59,6 +59,9 @@ pub struct OuterHandler {
     peer: SocketAddr,
     /// Read by the connection task to enforce the login grace time.
     authenticated: Arc<AtomicBool>,
+    /// The unauthenticated connection's slot (`server.max_startups`),
+    /// given back once the client has authenticated.
+    startup: Option<super::limits::Startup>,
     /// Factors proven so far, until a combination is complete.
     login: Login,
     identity: Option<Arc<Identity>>,
@@ -76,12 +79,18 @@ pub struct OuterHandler {
 }
 
 impl OuterHandler {
-    pub fn new(bastion: Arc<Bastion>, peer: SocketAddr, authenticated: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        bastion: Arc<Bastion>,
+        peer: SocketAddr,
+        authenticated: Arc<AtomicBool>,
+        startup: super::limits::Startup,
+    ) -> Self {
         OuterHandler {
             login: Login::new(bastion.clone(), peer),
             bastion,
             peer,
             authenticated,
+            startup: Some(startup),
             identity: None,
             direct: None,
             command_channels: HashMap::new(),
@@ -184,6 +193,7 @@ impl Handler for OuterHandler {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.authenticated.store(true, Ordering::Relaxed);
+        self.startup = None;
         let handle = session.handle();
         if let (Some(identity), Some(updates)) = (self.identity.clone(), self.identity_updates.clone())
             && !identity.emergency
