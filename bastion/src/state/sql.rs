@@ -185,9 +185,13 @@ pub const TOTP_SEED_DELETE: &str = "DELETE FROM totp_seeds WHERE user_name = $1"
 
 // ---- single-use TOTP steps ------------------------------------------------
 
-/// `$1` user, `$2` step, `$3` now; affects one row the first time only.
-pub const TOTP_STEP_CLAIM: &str =
-    "INSERT INTO totp_used_steps (user_name, step, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+/// `$1` user, `$2` step, `$3` now; affects one row only when no step at or
+/// after `$2` was used by that user (RFC 6238 §5.2: once a code is used, no
+/// code of the same or an earlier step is accepted again).
+pub const TOTP_STEP_CLAIM: &str = "INSERT INTO totp_used_steps (user_name, step, used_at) \
+     SELECT $1, $2, $3 WHERE NOT EXISTS \
+     (SELECT 1 FROM totp_used_steps WHERE user_name = $1 AND step >= $2) \
+     ON CONFLICT DO NOTHING";
 /// `$1` cut-off: forgets steps used before it.
 pub const TOTP_STEP_PRUNE: &str = "DELETE FROM totp_used_steps WHERE used_at < $1";
 

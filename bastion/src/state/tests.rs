@@ -238,6 +238,21 @@ fn a_step_is_claimed_once() {
 }
 
 #[test]
+fn no_step_at_or_before_the_last_used_one_is_accepted() {
+    let f = Fixture::new();
+    let step = (T0 / 30) as u64;
+    assert!(f.store.claim_totp_step("alice", step, T0).unwrap());
+    assert!(f.store.claim_totp_step("alice", step + 1, T0).unwrap());
+    // The code of the step before, still inside the drift window: refused,
+    // from this store and from another bastion sharing it.
+    assert!(!f.store.claim_totp_step("alice", step - 1, T0).unwrap());
+    assert!(!f.another().claim_totp_step("alice", step - 1, T0).unwrap());
+    assert!(!f.store.claim_totp_step("alice", step, T0).unwrap());
+    assert!(f.store.claim_totp_step("bob", step - 1, T0).unwrap());
+    assert!(f.store.claim_totp_step("alice", step + 2, T0 + 30).unwrap());
+}
+
+#[test]
 fn used_steps_are_pruned_after_a_day() {
     let f = Fixture::new();
     let count = || -> i64 {
