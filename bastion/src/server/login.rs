@@ -92,11 +92,16 @@ impl Login {
         Some(name)
     }
 
+    /// The failure counter's key: the directory's canonical name when the
+    /// directory knows the user, so `Alice`, `ALICE` and `alice@corp.test`
+    /// share alice's counter (AD matches without case); else the typed name.
     fn user_key(&self) -> String {
-        self.name
-            .as_ref()
-            .map(|n| user_failure_key(&n.user))
-            .unwrap_or_default()
+        let name = match (&self.dir_user, &self.name) {
+            (Some(Ok(u)), _) if !self.emergency => u.name.as_str(),
+            (_, Some(n)) => n.user.as_str(),
+            _ => return String::new(),
+        };
+        user_failure_key(name)
     }
 
     /// Waits out the back-off, or says the user is locked. A source address
@@ -399,7 +404,7 @@ impl Login {
             _ => (name.user.clone(), String::new(), Vec::new(), Vec::new()),
         };
         let state = self.bastion.state.clone();
-        let keys = [user_failure_key(&user), source_failure_key(self.peer.ip())];
+        let keys = [self.user_key(), source_failure_key(self.peer.ip())];
         tokio::task::block_in_place(|| {
             for k in &keys {
                 let _ = state.clear_failures(k);

@@ -61,9 +61,10 @@ pub const SCHEMA_VERSION: i64 = {
     last.0
 };
 
-/// The failure-counter key for a user name: `user:NAME`.
+/// The failure-counter key for a user name: `user:NAME`, folded to lower
+/// case (directories match login names without case).
 pub fn user_failure_key(user: &str) -> String {
-    format!("user:{user}")
+    format!("user:{}", user.to_lowercase())
 }
 
 /// The failure-counter key for a client address: `src:IP`.

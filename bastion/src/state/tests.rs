@@ -672,6 +672,7 @@ fn users_summary_and_known_users() {
 #[test]
 fn failure_keys_have_the_documented_form() {
     assert_eq!(user_failure_key("alice"), "user:alice");
+    assert_eq!(user_failure_key("ALICE"), user_failure_key("aLiCe"));
     assert_eq!(source_failure_key("192.0.2.7".parse().unwrap()), "src:192.0.2.7");
     assert_eq!(source_failure_key("2001:db8::1".parse().unwrap()), "src:2001:db8::1");
 }
