@@ -9,6 +9,7 @@
 
 mod breakglass;
 mod command;
+mod destination;
 pub mod glob;
 pub mod kube;
 mod lint;
@@ -20,8 +21,9 @@ use std::time::Duration;
 
 pub use breakglass::{BreakGlass, TICKET_MAX, TicketRule, is_unsafe};
 pub use command::classify_command;
+pub use destination::{Destination, HostPattern, Requested};
 pub use lint::{Lint, lint};
-pub use rules::{Destination, Kind, Rule};
+pub use rules::{Kind, Rule};
 pub use selector::Selector;
 
 /// The proven user, as the directory describes them.

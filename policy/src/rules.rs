@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{Identity, Selector, Target, glob};
+use crate::{Destination, Identity, Selector, Target};
 
 /// What a session channel may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,62 +50,6 @@ impl Kind {
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A forward destination pattern: `HOST-GLOB:PORT` or `HOST-GLOB:*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub host: String,
-    /// `None`: any port.
-    pub port: Option<u32>,
-}
-
-impl Destination {
-    /// Parses `host:port`, `host:*`, `[v6]:port` or `*` (anything).
-    pub fn parse(text: &str) -> Result<Destination, String> {
-        let text = text.trim();
-        if text == "*" {
-            return Ok(Destination {
-                host: "*".into(),
-                port: None,
-            });
-        }
-        let (host, port) = text
-            .rsplit_once(':')
-            .ok_or_else(|| format!("`{text}`: a destination is HOST:PORT (or HOST:*)"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("`{text}`: the host is empty"));
-        }
-        let port = match port {
-            "*" => None,
-            p => Some(
-                p.parse::<u32>()
-                    .ok()
-                    .filter(|p| (1..=65535).contains(p))
-                    .ok_or_else(|| format!("`{text}`: the port must be 1-65535 or *"))?,
-            ),
-        };
-        Ok(Destination {
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    pub fn matches(&self, host: &str, port: u32) -> bool {
-        self.port.is_none_or(|p| p == port)
-            && glob::matches(&self.host.to_ascii_lowercase(), &host.to_ascii_lowercase())
-    }
-}
-
-impl fmt::Display for Destination {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.port {
-            None if self.host == "*" => f.write_str("*"),
-            None => write!(f, "{}:*", self.host),
-            Some(p) => write!(f, "{}:{p}", self.host),
-        }
     }
 }
 
