@@ -1,12 +1,14 @@
 //! Operator and reviewer commands that run on the bastion host against the
 //! config, the state store and the audit log: `bastion breakglass list|review`,
 //! `bastion policy explain`, `bastion audit verify`, and the dead-rule
-//! findings of `bastion config check`.
+//! findings of `bastion config check`. Names, reasons, notes and tickets
+//! are printed through [`recorder::display`]: users chose them.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use recorder::display::{escape as e, escape_json, escape_lines};
 use serde_json::json;
 
 use crate::audit::AuditLog;
@@ -53,7 +55,7 @@ pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_jso
             let sessions = state.grant_sessions(&g.id)?;
             rows.push(json!({"grant": g, "sessions": sessions}));
         }
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", escape_json(&serde_json::to_string_pretty(&rows)?));
         return Ok(ExitCode::SUCCESS);
     }
     if grants.is_empty() {
@@ -73,18 +75,18 @@ pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_jso
         let _ = writeln!(
             text,
             "{}  {}  {} → {}  {}  [{}]",
-            g.id,
-            g.user,
+            e(&g.id),
+            e(&g.user),
             rfc3339(g.starts_at),
             rfc3339(g.ends_at),
-            g.targets.join(","),
+            e(&g.targets.join(",")),
             state_word
         );
-        let _ = writeln!(text, "    reason:   {}", g.reason);
+        let _ = writeln!(text, "    reason:   {}", e(&g.reason));
         if let Some(t) = &g.ticket {
-            let _ = writeln!(text, "    ticket:   {t}");
+            let _ = writeln!(text, "    ticket:   {}", e(t));
         }
-        let _ = writeln!(text, "    from:     {} (via {})", g.client, g.source);
+        let _ = writeln!(text, "    from:     {} (via {})", e(&g.client), e(&g.source));
         let sessions = state.grant_sessions(&g.id)?;
         if sessions.is_empty() {
             let _ = writeln!(text, "    sessions: none");
@@ -93,9 +95,9 @@ pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_jso
             let _ = writeln!(
                 text,
                 "    session:  {} {}@{} at {}",
-                s.session_id,
-                s.login,
-                s.target,
+                e(&s.session_id),
+                e(&s.login),
+                e(&s.target),
                 rfc3339(s.started_at)
             );
         }
@@ -103,9 +105,10 @@ pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_jso
             (Some(r), note) => {
                 let _ = writeln!(
                     text,
-                    "    reviewed: by {r} at {}: {}",
+                    "    reviewed: by {} at {}: {}",
+                    e(r),
                     rfc3339(g.reviewed_at.unwrap_or(0)),
-                    note.as_deref().unwrap_or("")
+                    e(note.as_deref().unwrap_or(""))
                 );
             }
             (None, _) => {
@@ -136,17 +139,17 @@ pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Re
                 "breakglass.reviewed",
                 json!({"grant": g.id, "user": g.user, "reviewer": reviewer, "note": note, "os_user": os_user()}),
             )?;
-            println!("{}: reviewed by {reviewer}.", g.id);
+            println!("{}: reviewed by {}.", e(&g.id), e(reviewer));
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            if let ReviewError::SelfReview { .. } = e {
+        Err(err) => {
+            if let ReviewError::SelfReview { .. } = err {
                 audit.record(
                     "breakglass.self_review_refused",
                     json!({"grant": id, "reviewer": reviewer, "os_user": os_user()}),
                 );
             }
-            eprintln!("bastion: review refused: {e}");
+            eprintln!("bastion: review refused: {}", e(&err.to_string()));
             Ok(ExitCode::from(1))
         }
     }
@@ -216,13 +219,13 @@ pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<E
         now,
     );
     let bg = &config.policy.break_glass;
-    println!("{user} → {login}@{target_name}");
+    println!("{} → {}@{}", e(user), e(login), e(target_name));
     println!(
         "groups:    {}",
         if identity.emergency {
             "(emergency account)".to_string()
         } else {
-            identity.groups.join(", ")
+            e(&identity.groups.join(", ")).into_owned()
         }
     );
     match &d.verdict {
@@ -259,7 +262,7 @@ pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<E
                 bg.reason_max,
                 ticket
                     .as_ref()
-                    .map(|t| format!(" and a ticket matching {t}"))
+                    .map(|t| format!(" and a ticket matching {}", e(&t.to_string())))
                     .unwrap_or_default()
             );
             println!(
@@ -269,12 +272,12 @@ pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<E
             );
         }
         policy::Verdict::Deny(why) => {
-            println!("decision:  DENY ({why})");
+            println!("decision:  DENY ({})", e(&why.to_string()));
         }
     }
     println!("rules:");
     for line in &d.explanation {
-        println!("  - {line}");
+        println!("  - {}", e(line));
     }
     Ok(match d.verdict {
         policy::Verdict::Deny(_) => ExitCode::from(1),
@@ -286,11 +289,18 @@ pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<E
 pub fn verify_audit(config: &Config) -> Result<ExitCode> {
     match crate::audit::verify(&config.audit.file) {
         Ok(n) => {
-            println!("{}: {n} events, chain intact", config.audit.file.display());
+            println!(
+                "{}: {n} events, chain intact",
+                e(&config.audit.file.display().to_string())
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("{}: {e:#}", config.audit.file.display());
+        Err(err) => {
+            eprintln!(
+                "{}: {}",
+                e(&config.audit.file.display().to_string()),
+                escape_lines(&format!("{err:#}"))
+            );
             Ok(ExitCode::from(1))
         }
     }

@@ -5,6 +5,10 @@
 //! The server and the operator CLI (`bastion breakglass review`) append to
 //! the same file; an exclusive `flock` around each append, and re-reading
 //! the tail when the file grew behind our back, keep one chain.
+//!
+//! Lines are written with [`recorder::display::escape_json`]: fields carry
+//! user-chosen text, and a `cat` or `tail -f` of the log must not send C1
+//! or bidi controls to a terminal (serde_json escapes only C0).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -129,7 +133,7 @@ impl AuditLog {
                 }
             }
             object.insert("prev".into(), json!(tail.last_hash));
-            let line = serde_json::to_string(&Value::Object(object))?;
+            let line = recorder::display::escape_json(&serde_json::to_string(&Value::Object(object))?).into_owned();
             tail.file.write_all(format!("{line}\n").as_bytes())?;
             tail.file.sync_data()?;
             tail.len = tail.file.metadata()?.len();
@@ -254,6 +258,25 @@ mod tests {
             got.contains("\"event\":\"breakglass.granted\"") && got.contains("\"prev\":"),
             "{got}"
         );
+    }
+
+    #[test]
+    fn lines_carry_no_raw_c1_or_bidi_and_still_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        let hostile = "uptime\u{9b}6n\u{9d}0;t\u{7}\u{202e}\u{2028}\x1b[2J";
+        log.try_record("session.start", json!({"command": hostile})).unwrap();
+        log.try_record("session.end", json!({})).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.chars().any(|c| c != '\n' && recorder::display::is_dangerous(c)),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u009b") && text.contains("\\u202e"), "{text}");
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["command"], hostile);
+        assert_eq!(verify(&path).unwrap(), 2);
     }
 
     #[test]

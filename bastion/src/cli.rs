@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use recorder::display::{escape as e, escape_lines};
 
 use crate::config::Config;
 
@@ -330,8 +331,9 @@ pub fn main() -> ExitCode {
     init_logging(cli.log_format);
     match run(cli.command) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("bastion: {e:#}");
+        Err(err) => {
+            // Errors quote what they could not take: a key, a line, a name.
+            eprintln!("bastion: {}", escape_lines(&format!("{err:#}")));
             ExitCode::from(1)
         }
     }
@@ -368,7 +370,7 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(c) => {
                 let findings = crate::admin::rule_findings(&c, &file.display().to_string());
                 for f in &findings {
-                    eprintln!("{f}");
+                    eprintln!("{}", e(f));
                 }
                 if findings.is_empty() {
                     println!(
@@ -387,8 +389,8 @@ fn run(command: Command) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
-            Err(e) => {
-                eprintln!("{e}");
+            Err(err) => {
+                eprintln!("{}", escape_lines(&err.to_string()));
                 Ok(ExitCode::from(2))
             }
         },
@@ -575,15 +577,16 @@ fn users_command(command: UsersCommand) -> Result<ExitCode> {
             let found = runtime()?.block_on(directory.lookup(&user));
             match &found {
                 Ok(u) => {
-                    println!("user:        {}", u.name);
+                    // What the directory says: its entries need not be ours.
+                    println!("user:        {}", e(&u.name));
                     if !u.dn.is_empty() {
-                        println!("dn:          {}", u.dn);
+                        println!("dn:          {}", e(&u.dn));
                     }
                     println!("account:     {}", u.state.as_str());
-                    println!("groups:      {}", u.groups.join(", "));
+                    println!("groups:      {}", e(&u.groups.join(", ")));
                     println!("directory keys: {}", u.ssh_keys.len());
                 }
-                Err(e) => println!("directory:   {e} ({})", directory.kind()),
+                Err(err) => println!("directory:   {} ({})", e(&err.to_string()), directory.kind()),
             }
             let s = state.users_summary(&user, now)?;
             println!(

@@ -1,12 +1,15 @@
 //! `bastion sessions …`: what an auditor does with recordings on the bastion
 //! host — list, show, verify, replay, search, export, reindex. Everything is
 //! read from the write-once store; the state store only keeps an index.
+//! Every recorded string is printed through [`recorder::display`]: it was
+//! chosen by whoever made the session, and the auditor's terminal reads it.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
+use recorder::display::{escape as e, escape_json, escape_lines};
 use recorder::format::{EventKind, FileDir};
 use recorder::read::Recording;
 use recorder::store::Store;
@@ -48,6 +51,11 @@ fn parse_time(text: &str) -> Option<i64> {
 
 fn rfc3339(t: i64) -> String {
     crate::breakglass::rfc3339(t)
+}
+
+/// A manifest part as one line of JSON, safe to show (see [`escape_json`]).
+fn json_line(value: &impl serde::Serialize) -> String {
+    escape_json(&serde_json::to_string(value).unwrap_or_default()).into_owned()
 }
 
 /// The index row a recording stands for.
@@ -106,7 +114,7 @@ pub async fn list(config: &Config, filter: &Filter, json: bool) -> Result<ExitCo
         .filter(|s| filter.keeps(s))
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", escape_json(&serde_json::to_string_pretty(&rows)?));
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -120,12 +128,12 @@ pub async fn list(config: &Config, filter: &Filter, json: bool) -> Result<ExitCo
     for s in rows {
         println!(
             "{:<16}  {:<20}  {:<10}  {:<20}  {:<9}  {}",
-            s.id,
+            e(&s.id),
             rfc3339(s.started_at),
-            s.user,
-            format!("{}@{}", s.login, s.target),
-            s.ended_how,
-            s.grant_id.as_deref().unwrap_or("-")
+            e(&s.user),
+            format!("{}@{}", e(&s.login), e(&s.target)),
+            e(&s.ended_how),
+            e(s.grant_id.as_deref().unwrap_or("-"))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -134,7 +142,7 @@ pub async fn list(config: &Config, filter: &Filter, json: bool) -> Result<ExitCo
 pub async fn reindex(config: &Config) -> Result<ExitCode> {
     let store = open(config).await?;
     let n = refresh_index(config, store.as_ref(), true).await?;
-    println!("indexed {n} sessions from {}", store.describe());
+    println!("indexed {n} sessions from {}", e(&store.describe()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,26 +168,31 @@ pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
     match &rec.manifest {
         Some(m) => {
             let i = &m.info;
-            let _ = writeln!(out, "session:   {}", rec.session);
-            let _ = writeln!(out, "user:      {} (groups: {})", i.user, i.groups.join(", "));
-            let _ = writeln!(out, "from:      {}   factors: {}", i.client, i.factors.join("+"));
-            let _ = writeln!(out, "target:    {}@{}", i.login, i.target);
-            let _ = writeln!(out, "started:   {}", i.started);
+            let _ = writeln!(out, "session:   {}", e(&rec.session));
+            let _ = writeln!(out, "user:      {} (groups: {})", e(&i.user), e(&i.groups.join(", ")));
+            let _ = writeln!(
+                out,
+                "from:      {}   factors: {}",
+                e(&i.client),
+                e(&i.factors.join("+"))
+            );
+            let _ = writeln!(out, "target:    {}@{}", e(&i.login), e(&i.target));
+            let _ = writeln!(out, "started:   {}", e(&i.started));
             let how = serde_json::to_value(m.ended_how)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let _ = writeln!(out, "ended:     {} ({how})", m.ended);
+            let _ = writeln!(out, "ended:     {} ({})", e(&m.ended), e(&how));
             if let Some(g) = &m.gap {
-                let _ = writeln!(out, "gap:       {}", serde_json::to_string(g).unwrap_or_default());
+                let _ = writeln!(out, "gap:       {}", json_line(g));
             }
             if let Some(bg) = &i.break_glass {
                 let _ = writeln!(
                     out,
-                    "break-glass: grant {} ticket {} reason {:?}",
-                    bg.grant,
-                    bg.ticket.as_deref().unwrap_or("-"),
-                    bg.reason
+                    "break-glass: grant {} ticket {} reason \"{}\"",
+                    e(&bg.grant),
+                    e(bg.ticket.as_deref().unwrap_or("-")),
+                    e(&bg.reason)
                 );
             }
             let _ = writeln!(
@@ -187,26 +200,26 @@ pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
                 "keystrokes: {}",
                 if i.record_input { "recorded" } else { "not recorded" }
             );
-            let _ = writeln!(out, "store:     {}   chunks: {}", store.describe(), m.chunks.len());
+            let _ = writeln!(out, "store:     {}   chunks: {}", e(&store.describe()), m.chunks.len());
             let _ = writeln!(out, "channels:");
             for c in &m.channels {
-                let _ = writeln!(out, "  {}", serde_json::to_string(c).unwrap_or_default());
+                let _ = writeln!(out, "  {}", json_line(c));
             }
         }
         None => {
-            let _ = writeln!(out, "session:   {} (no manifest yet: running, or cut)", rec.session);
+            let _ = writeln!(out, "session:   {} (no manifest yet: running, or cut)", e(&rec.session));
         }
     }
     let mut ops = String::new();
-    for e in &rec.events {
-        let line = match &e.kind {
-            EventKind::Exec { command } => format!("exec {command}"),
-            EventKind::Subsystem { name } => format!("subsystem {name}"),
+    for ev in &rec.events {
+        let line = match &ev.kind {
+            EventKind::Exec { command } => format!("exec {}", e(command)),
+            EventKind::Subsystem { name } => format!("subsystem {}", e(name)),
             EventKind::File(f) => format!(
                 "file {} {}{}{}{}",
-                f.op,
-                f.path,
-                f.to.as_ref().map(|t| format!(" -> {t}")).unwrap_or_default(),
+                e(&f.op),
+                e(&f.path),
+                f.to.as_ref().map(|t| format!(" -> {}", e(t))).unwrap_or_default(),
                 f.bytes.map(|b| format!(" {b} bytes")).unwrap_or_default(),
                 match f.dir {
                     Some(FileDir::Up) => " (upload)",
@@ -219,17 +232,17 @@ pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
                 port,
                 bytes_in,
                 bytes_out,
-            } => format!("forward {host}:{port} in {bytes_in} out {bytes_out} bytes"),
-            EventKind::Refused { request, reason } => format!("refused {request}: {reason}"),
+            } => format!("forward {}:{port} in {bytes_in} out {bytes_out} bytes", e(host)),
+            EventKind::Refused { request, reason } => format!("refused {}: {}", e(request), e(reason)),
             _ => continue,
         };
-        let _ = writeln!(ops, "  +{:>8.3}s ch{} {line}", e.t, e.ch);
+        let _ = writeln!(ops, "  +{:>8.3}s ch{} {line}", ev.t, ev.ch);
     }
     if !ops.is_empty() {
         let _ = writeln!(out, "events:\n{ops}");
     }
     let _ = writeln!(out, "verification: {}", if report.ok() { "OK" } else { "FAILED" });
-    let _ = write!(out, "{report}");
+    let _ = write!(out, "{}", escape_lines(&report.to_string()));
     println!("{out}");
     // What was shown cannot be trusted when it does not verify: say so in the status too.
     Ok(if report.ok() {
@@ -254,13 +267,13 @@ pub async fn verify(config: &Config, id: Option<&str>) -> Result<ExitCode> {
             .await
             .map_err(|e| anyhow!("{e}"))?;
         if report.ok() {
-            println!("{id}: OK");
+            println!("{}: OK", e(id));
         } else {
             failed += 1;
-            println!("{id}: FAILED");
+            println!("{}: FAILED", e(id));
         }
         for line in report.to_string().lines() {
-            println!("  {line}");
+            println!("  {}", e(line));
         }
     }
     if ids.len() > 1 {
@@ -278,7 +291,7 @@ pub async fn export(config: &Config, id: &str, out: &std::path::Path, channel: O
     let rec = load(store.as_ref(), id).await?;
     let cast = recorder::cast::export(&rec, channel);
     std::fs::write(out, cast).with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {}", out.display());
+    println!("wrote {}", e(&out.display().to_string()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -332,21 +345,21 @@ pub async fn search(config: &Config, query: &str, filter: &Filter, case_insensit
                 };
                 println!(
                     "{}  {}@{}  {}  +{:.1}s  [{source}]  {}",
-                    s.id,
-                    s.user,
-                    s.target,
+                    e(&s.id),
+                    e(&s.user),
+                    e(&s.target),
                     rfc3339(s.started_at),
                     h.time,
-                    h.line.trim_end()
+                    e(h.line.trim_end())
                 );
                 for c in h.context {
-                    println!("      | {}", c.trim_end());
+                    println!("      | {}", e(c.trim_end()));
                 }
             }
         }
     }
     if hits == 0 {
-        println!("No match for {query:?} in {} sessions.", sessions.len());
+        println!("No match for \"{}\" in {} sessions.", e(query), sessions.len());
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

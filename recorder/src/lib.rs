@@ -4,11 +4,13 @@
 //! the recording sink behind it (spool, chunks, signed manifests) writing to
 //! a write-once [`store`] (local WORM directory or S3 Object Lock). The
 //! auditor side reads them back: [`read`], [`verify`], [`cast`] (asciicast
-//! export), [`replay`] and [`search`]. [`event_log`] is the first, metadata-only
+//! export), [`replay`] and [`search`]; [`display`] escapes every recorded
+//! string they show. [`event_log`] is the first, metadata-only
 //! sink, kept for tests of the seam.
 
 pub mod cast;
 pub mod cast_parse;
+pub mod display;
 pub mod event_log;
 pub mod format;
 pub mod manifest;

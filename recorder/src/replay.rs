@@ -21,6 +21,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::cast_parse::{self, CastError, Event, EventKind};
+use crate::display;
 
 /// How many bytes of an unterminated OSC/DCS/SOS/PM/APC string are swallowed before the
 /// sanitizer gives up on it and resumes passing text. Real payloads that matter here (titles,
@@ -330,7 +331,9 @@ pub fn schedule(events: &[Event], opts: &ReplayOptions) -> Vec<(Duration, String
     pieces
 }
 
-/// Typed input as inert, visible text: reverse video, controls in caret notation.
+/// Typed input as inert, visible text: reverse video, controls in caret notation (how
+/// keystrokes are known), every other dangerous character (C1, bidi, format) as
+/// [`display::escape`] shows it everywhere else.
 fn show_input(data: &str) -> String {
     let mut s = String::from("\x1b[7m");
     for c in data.chars() {
@@ -340,7 +343,7 @@ fn show_input(data: &str) -> String {
                 s.push('^');
                 s.push(char::from(c as u8 + 0x40));
             }
-            '\u{80}'..='\u{9f}' => s.push_str(&format!("<U+{:04X}>", c as u32)),
+            c if display::is_dangerous(c) => s.push_str(&display::escape(c.encode_utf8(&mut [0; 4]))),
             c => s.push(c),
         }
     }
@@ -587,6 +590,16 @@ mod tests {
         );
         assert_eq!(with[1].1, "\x1b[7mls^[[A^M\x1b[27m");
         assert_eq!(with[2].0, Duration::from_millis(200));
+        // C1 and bidi controls typed are shown as everywhere else, never sent.
+        let typed = [ev(0.1, EventKind::Input, "a\u{9b}6n\u{202e}b")];
+        let shown = schedule(
+            &typed,
+            &ReplayOptions {
+                include_input: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(shown[0].1, "\x1b[7ma\\u{9b}6n\\u{202e}b\x1b[27m");
     }
 
     #[test]

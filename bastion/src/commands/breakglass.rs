@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use recorder::display::escape;
+
 use super::{CommandCtx, Output};
 use crate::breakglass::{Ask, decide_login, rfc3339};
 use crate::config::Target;
@@ -50,7 +52,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
 pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     let args = match parse(args) {
         Ok(a) => a,
-        Err(e) => return Output::fail(2, format!("bastion: {e}\n{USAGE}")),
+        Err(e) => return Output::fail(2, format!("bastion: {}\n{USAGE}", escape(&e))),
     };
     if args.list {
         return list(ctx);
@@ -65,7 +67,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     let mut targets: Vec<String> = Vec::new();
     for name in &args.targets {
         // Unknown and not-granted targets get the same answer: no probing.
-        let not_granted = || Output::fail(1, format!("bastion: access to {name} is not granted\n"));
+        let not_granted = || Output::fail(1, format!("bastion: access to {} is not granted\n", escape(name)));
         if let Some(cluster) = name.strip_prefix("kube:") {
             // A cluster: break-glass mappings must cover the user.
             let Some(c) = b.config.cluster(cluster) else {

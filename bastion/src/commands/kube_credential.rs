@@ -14,7 +14,7 @@ const USAGE: &str = "usage: kube-credential CLUSTER [--ttl 15m]   (run by kubect
 pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     let args = match parse(args, false) {
         Ok(a) => a,
-        Err(e) => return Output::fail(2, format!("bastion: {e}\n{USAGE}")),
+        Err(e) => return Output::fail(2, format!("bastion: {}\n{USAGE}", recorder::display::escape(&e))),
     };
     let Some(name) = args.cluster else {
         return Output::fail(2, format!("bastion: name the cluster\n{USAGE}"));

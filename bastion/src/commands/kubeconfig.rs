@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use recorder::display::escape;
+
 use super::{CommandCtx, Output};
 use crate::breakglass::rfc3339;
 use crate::kube::render::{self, ClusterEntry, UserEntry};
@@ -65,7 +67,7 @@ pub(super) fn parse(args: &[String], allow_exec: bool) -> Result<Args, String> {
 pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     let args = match parse(args, true) {
         Ok(a) => a,
-        Err(e) => return Output::fail(2, format!("bastion: {e}\n{USAGE}")),
+        Err(e) => return Output::fail(2, format!("bastion: {}\n{USAGE}", escape(&e))),
     };
     let b = &ctx.bastion;
     let Some(name) = args.cluster else {
@@ -76,7 +78,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         return crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client);
     };
     let Some(keys) = b.kube.get(&cluster.name) else {
-        return Output::fail(1, format!("bastion: cluster {name} is not available\n"));
+        return Output::fail(1, format!("bastion: cluster {} is not available\n", escape(&name)));
     };
     let entry = ClusterEntry {
         name: &cluster.name,

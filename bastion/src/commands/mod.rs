@@ -3,6 +3,8 @@
 //! One file per command. A command is a pure function of its context and
 //! arguments to text and an exit status; the outer connection writes the
 //! result to the channel. The bastion never runs a user command in a shell.
+//! What a command echoes back of its arguments or of the directory goes
+//! through [`recorder::display::escape`], as on the auditor's side.
 
 mod breakglass;
 mod enroll;
@@ -98,7 +100,10 @@ pub async fn run(ctx: &CommandCtx, line: &str) -> Output {
         "help" | "--help" => help::run(ctx, args),
         other => Output::fail(
             127,
-            format!("bastion: unknown command `{other}`; the bastion gives no shell. Try `help`.\n"),
+            format!(
+                "bastion: unknown command `{}`; the bastion gives no shell. Try `help`.\n",
+                recorder::display::escape(other)
+            ),
         ),
     }
 }

@@ -1,5 +1,7 @@
 //! `whoami`: the user as the bastion sees them.
 
+use recorder::display::escape;
+
 use super::{CommandCtx, Output};
 
 pub fn run(ctx: &CommandCtx, _args: &[String]) -> Output {
@@ -7,7 +9,7 @@ pub fn run(ctx: &CommandCtx, _args: &[String]) -> Output {
     let groups = if id.groups.is_empty() {
         "-".to_string()
     } else {
-        id.groups.join(", ")
+        escape(&id.groups.join(", ")).into_owned()
     };
     let state = ctx.bastion.state.clone();
     let user = id.user.clone();
@@ -24,9 +26,10 @@ pub fn run(ctx: &CommandCtx, _args: &[String]) -> Output {
     if keys > 0 {
         enrolled.push(format!("{keys} key(s)"));
     }
-    let mut text = format!("user:     {}\n", id.user);
+    // From the directory, whose entries need not be ours.
+    let mut text = format!("user:     {}\n", escape(&id.user));
     if !id.dn.is_empty() {
-        text.push_str(&format!("dn:       {}\n", id.dn));
+        text.push_str(&format!("dn:       {}\n", escape(&id.dn)));
     }
     text.push_str(&format!(
         "groups:   {}\nfactors:  {}\nenrolled: {}\nclient:   {}\n",

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use recorder::display::{escape as e, escape_json};
 
 use super::ClientCa;
 use crate::breakglass::{now, rfc3339};
@@ -38,7 +39,7 @@ pub fn list_issued(config: &Config, filter: &IssuedFilter<'_>, as_json: bool) ->
         .filter(|k| !filter.valid || k.not_after > now)
         .collect();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", escape_json(&serde_json::to_string_pretty(&rows)?));
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -53,17 +54,17 @@ pub fn list_issued(config: &Config, filter: &IssuedFilter<'_>, as_json: bool) ->
         let _ = writeln!(
             text,
             "{:<34} {:<10} {:<12} {:<21} {:<21} {:<7} {:<10} {}{}",
-            k.serial,
-            k.cluster,
-            k.user,
+            e(&k.serial),
+            e(&k.cluster),
+            e(&k.user),
             rfc3339(k.issued_at),
             rfc3339(k.not_after),
             if k.not_after > now { "valid" } else { "expired" },
-            k.form,
-            k.groups.join(","),
+            e(&k.form),
+            e(&k.groups.join(",")),
             k.grant_id
                 .as_deref()
-                .map(|g| format!("  (break-glass {g})"))
+                .map(|g| format!("  (break-glass {})", e(g)))
                 .unwrap_or_default(),
         );
     }

@@ -306,7 +306,10 @@ pub fn unknown_cluster(
     );
     crate::commands::Output::fail(
         1,
-        format!("bastion: your groups map to no Kubernetes group on cluster {name}\n"),
+        format!(
+            "bastion: your groups map to no Kubernetes group on cluster {}\n",
+            recorder::display::escape(name)
+        ),
     )
 }
 
