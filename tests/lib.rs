@@ -674,6 +674,24 @@ pub fn askpass_script(dir: &Path, password: &str, code: &str) -> (PathBuf, PathB
     (script, prompts)
 }
 
+/// A started lab with one sshd node `node-a` (trusting the lab's user CA,
+/// the current login allowed), the given `server` options, and user alice.
+pub fn lab_with_node(server_options: &[&str]) -> (Lab, SshdNode, LabUser) {
+    let mut lab = Lab::new();
+    let node = SshdNode::start(SshdOptions {
+        user_ca: Some(lab.user_ca().to_string()),
+        ..Default::default()
+    });
+    let login = current_login();
+    lab.add_target("node-a", &node.addr(), &[&login], &[node.host_key_line()]);
+    for o in server_options {
+        lab.server_option(o);
+    }
+    let alice = lab.add_user("alice");
+    lab.start();
+    (lab, node, alice)
+}
+
 /// `ssh -F <config>` that answers prompts through `script` (BatchMode off,
 /// one prompt per method); add options, host and command.
 pub fn ssh_askpass(config: &Path, script: &Path) -> Cmd {

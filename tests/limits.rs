@@ -7,22 +7,6 @@ use std::time::{Duration, Instant};
 
 use bastion_e2e::*;
 
-fn lab_with_node(server_options: &[&str]) -> (Lab, SshdNode, LabUser) {
-    let mut lab = Lab::new();
-    let node = SshdNode::start(SshdOptions {
-        user_ca: Some(lab.user_ca().to_string()),
-        ..Default::default()
-    });
-    let login = current_login();
-    lab.add_target("node-a", &node.addr(), &[&login], &[node.host_key_line()]);
-    for o in server_options {
-        lab.server_option(o);
-    }
-    let alice = lab.add_user("alice");
-    lab.start();
-    (lab, node, alice)
-}
-
 #[test]
 fn idle_sessions_are_closed_with_a_message() {
     let (lab, _node, alice) = lab_with_node(&["idle_timeout = \"2s\""]);

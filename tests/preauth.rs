@@ -13,22 +13,6 @@ use bastion_e2e::*;
 /// client sends to look alive before key exchange.
 const IGNORE_PACKET: [u8; 16] = [0, 0, 0, 12, 6, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
-fn lab_with_node(server_options: &[&str]) -> (Lab, SshdNode, LabUser) {
-    let mut lab = Lab::new();
-    let node = SshdNode::start(SshdOptions {
-        user_ca: Some(lab.user_ca().to_string()),
-        ..Default::default()
-    });
-    let login = current_login();
-    lab.add_target("node-a", &node.addr(), &[&login], &[node.host_key_line()]);
-    for o in server_options {
-        lab.server_option(o);
-    }
-    let alice = lab.add_user("alice");
-    lab.start();
-    (lab, node, alice)
-}
-
 /// Opens a connection from `source` that sends its banner and then stalls.
 fn half_open(source: [u8; 4], bastion: SocketAddr) -> Option<TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
