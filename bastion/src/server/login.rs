@@ -107,6 +107,8 @@ impl Login {
     /// Waits out the back-off, or says the user is locked. A source address
     /// only ever slows down: locking it would let one attacker lock out every
     /// engineer behind the same NAT, so its lock becomes the longest delay.
+    /// Callers hold the user's turn ([`super::serial`]) from here until the
+    /// outcome is recorded.
     async fn gate(&self) -> bool {
         let state = self.bastion.state.clone();
         let (user_key, source_key) = (self.user_key(), source_failure_key(self.peer.ip()));
@@ -215,6 +217,7 @@ impl Login {
         } else {
             Factor::PublicKey
         };
+        let _turn = self.bastion.attempts.turn(&self.user_key()).await;
         if !self.gate().await {
             self.record_failure(factor, "locked");
             return self.refuse();
@@ -262,6 +265,7 @@ impl Login {
 
     async fn check_password(&mut self, password: String) -> Auth {
         let name = self.name.clone().expect("begun");
+        let _turn = self.bastion.attempts.turn(&self.user_key()).await;
         if !self.gate().await {
             self.record_failure(Factor::Password, "locked");
             return self.refuse();
@@ -290,6 +294,7 @@ impl Login {
     }
 
     async fn check_code(&mut self, code: String) -> Auth {
+        let _turn = self.bastion.attempts.turn(&self.user_key()).await;
         if !self.gate().await {
             self.record_failure(Factor::Totp, "locked");
             return self.refuse();

@@ -10,6 +10,7 @@ pub mod inner;
 pub mod limits;
 pub mod login;
 pub mod outer;
+mod serial;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -80,6 +81,8 @@ pub struct Bastion {
     pub alerter: Alerter,
     /// Each cluster's client-signing CA, for `kubeconfig` and `kube-credential`.
     pub kube: crate::kube::Issuers,
+    /// One login attempt at a time per user, so back-off holds in parallel.
+    attempts: serial::Serial,
 }
 
 /// The forced-stop broadcast.
@@ -172,6 +175,7 @@ impl Bastion {
             audit,
             alerter,
             kube,
+            attempts: serial::Serial::default(),
         }))
     }
 }
