@@ -3,7 +3,7 @@
 //! carry terminal attacks (OSC 52 clipboard write, `ESC [6n` device status
 //! query, a title, `\r ESC[2K` and a fake `exec uptime`, C1 CSI, a
 //! right-to-left override) is shown by `sessions show`, `list`, `search`,
-//! `verify` and the error paths with every such character escaped and
+//! `verify`, `export` and the error paths with every such character escaped and
 //! visible, never raw.
 
 use std::fs;
@@ -84,7 +84,9 @@ fn recorded_attacks_reach_the_auditor_escaped() {
     // the shell away from the rest of the command line.
     let exec = ssh(&demo)
         .arg(&node)
-        .arg(format!("echo 'AUDIT-MARK {attack} END'; exit 0 # {attack}"))
+        .arg(format!(
+            "echo 'SEARCH-MARK {RLO} {C1_CSI}'; echo 'AUDIT-MARK {attack} END'; exit 0 # {attack}"
+        ))
         .run();
     assert!(exec.ok() && exec.stdout.contains("AUDIT-MARK"), "{exec:?}");
     // A subsystem the node does not have: refused, and its name recorded.
@@ -136,6 +138,27 @@ fn recorded_attacks_reach_the_auditor_escaped() {
     assert_eq!(missed.code(), Some(1), "{missed:?}");
     assert_inert("sessions search (no match)", &missed.all_output());
     assert!(missed.stdout.contains("NOWHERE\\x1b[6n\\u{202e}"), "{missed:?}");
+
+    // A hit shows the screen line, which still holds what the terminal
+    // rendering left of the attack (the bidi override, a C1 CSI).
+    let found = sessions(&demo, &["search", "SEARCH-MARK"]);
+    assert!(found.ok(), "{found:?}");
+    assert_inert("sessions search (hit)", &found.all_output());
+    assert!(found.stdout.contains("SEARCH-MARK \\u{202e}"), "{found:?}");
+
+    // An export is JSON text someone will `cat`: C1 and bidi controls are
+    // JSON escapes there, and the file still plays in stock asciinema.
+    let exec_id = ids
+        .iter()
+        .find(|id| sessions(&demo, &["show", id]).stdout.contains("SEARCH-MARK"))
+        .expect("the exec session");
+    let cast = demo.scratch("export").join("exec.cast");
+    sessions(&demo, &["export", exec_id, "--out", cast.to_str().unwrap()]).expect_ok();
+    let text = read_lossy(&cast);
+    assert_inert("sessions export", &text);
+    assert!(text.contains("\\u009b6n") && text.contains("\\u202egnp.sh"), "{text:?}");
+    let played = Cmd::new("asciinema").arg("cat").arg(&cast).run().expect_ok();
+    assert!(played.stdout.contains("SEARCH-MARK \u{202e}"), "{played:?}");
 
     let verify = sessions(&demo, &["verify", "--all"]);
     assert_inert("sessions verify", &verify.all_output());

@@ -174,6 +174,72 @@ fn every_kind_of_session_is_recorded_verified_searchable_and_playable() {
     );
 }
 
+/// The sessions the audit log says were sealed into the store.
+fn sealed_in_audit(lab: &Lab) -> Vec<String> {
+    read_lossy(&lab.dir().join("audit/audit.jsonl"))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "recording.sealed")
+        .filter_map(|v| v["session"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Removes a stored recording as an intruder with root would: immutable
+/// attribute off (where it was set), then `rm -rf`.
+fn destroy_recording(lab: &Lab, id: &str) {
+    let dir = lab.dir().join("recordings").join(id);
+    assert!(dir.is_dir(), "no stored recording {id}");
+    let _ = Cmd::new("chattr").arg("-R").arg("-i").arg(&dir).run();
+    fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("removing {}: {e}", dir.display()));
+}
+
+#[test]
+fn verify_all_reports_recordings_deleted_from_the_store() {
+    let (mut lab, _node, alice) = rec_lab("");
+    lab.start();
+    for mark in ["KEPT", "INDEXED-THEN-DELETED"] {
+        ssh(&alice).args(["node-a", &format!("echo {mark}")]).run().expect_ok();
+    }
+    // `sessions list` puts both in the index, as an auditor's look would.
+    let rows = wait_sessions(&lab, 2);
+    let (kept, _) = session_with(&lab, &rows, "echo KEPT");
+    let (indexed, _) = session_with(&lab, &rows, "echo INDEXED-THEN-DELETED");
+    // A third that only the audit log knows: sealed, never listed.
+    ssh(&alice).args(["node-a", "echo NEVER-LISTED"]).run().expect_ok();
+    let mut unlisted = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            unlisted = sealed_in_audit(&lab)
+                .into_iter()
+                .find(|id| *id != kept && *id != indexed);
+            unlisted.is_some()
+        }),
+        "the third session was not sealed:\n{}",
+        lab.log()
+    );
+    let unlisted = unlisted.unwrap();
+    assert!(
+        sessions(&lab, &["verify", "--all"]).ok(),
+        "all three verify before the deletion"
+    );
+
+    destroy_recording(&lab, &indexed);
+    destroy_recording(&lab, &unlisted);
+    let all = sessions(&lab, &["verify", "--all"]);
+    assert_eq!(all.code(), Some(1), "a deleted recording went unnoticed:\n{all}");
+    assert!(all.stdout.contains(&format!("{kept}: OK")), "{all}");
+    assert!(
+        all.stdout.contains(&format!("{indexed}: MISSING"))
+            && all.stdout.contains("known to the session index and the audit log"),
+        "{all}"
+    );
+    assert!(
+        all.stdout.contains(&format!("{unlisted}: MISSING")) && all.stdout.contains("known to the audit log,"),
+        "{all}"
+    );
+    assert!(all.stdout.contains("3 sessions, 2 failed"), "{all}");
+}
+
 /// Files under `dir` (recursively) that `keep` accepts.
 fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut found = Vec::new();

@@ -234,9 +234,49 @@ pub fn verify(path: &Path) -> Result<u64> {
     Ok(count)
 }
 
+/// The sessions whose recordings the log says were sealed into the store
+/// (`recording.sealed`), whatever the state of the chain: a store that lacks
+/// one of them lost it. A missing log knows none.
+pub fn sealed_sessions(path: &Path) -> Result<std::collections::BTreeSet<String>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let mut sealed = std::collections::BTreeSet::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v.get("event").and_then(Value::as_str) == Some("recording.sealed")
+            && let Some(id) = v.get("session").and_then(Value::as_str)
+        {
+            sealed.insert(id.to_string());
+        }
+    }
+    Ok(sealed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_sessions_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        assert!(sealed_sessions(&path).unwrap().is_empty());
+        let log = AuditLog::open(&path, false).unwrap();
+        log.try_record("session.start", json!({"session": "s-running"}))
+            .unwrap();
+        log.try_record("recording.sealed", json!({"session": "s-1", "store": "x"}))
+            .unwrap();
+        log.try_record("recording.sealed", json!({"session": "s-2", "store": "x"}))
+            .unwrap();
+        let got: Vec<_> = sealed_sessions(&path).unwrap().into_iter().collect();
+        assert_eq!(got, ["s-1", "s-2"]);
+    }
 
     #[test]
     fn events_also_go_to_syslog() {

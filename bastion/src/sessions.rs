@@ -255,11 +255,15 @@ pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
 pub async fn verify(config: &Config, id: Option<&str>) -> Result<ExitCode> {
     let store = open(config).await?;
     let key = verifying_key(config)?;
-    let ids = match id {
-        Some(id) => vec![id.to_string()],
-        None => recorder::read::list_sessions(store.as_ref())
-            .await
-            .map_err(|e| anyhow!("{e}"))?,
+    let (ids, missing) = match id {
+        Some(id) => (vec![id.to_string()], Vec::new()),
+        None => {
+            let present = recorder::read::list_sessions(store.as_ref())
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            let missing = missing_sessions(config, &present)?;
+            (present, missing)
+        }
     };
     let mut failed = 0;
     for id in &ids {
@@ -276,14 +280,39 @@ pub async fn verify(config: &Config, id: Option<&str>) -> Result<ExitCode> {
             println!("  {}", e(line));
         }
     }
-    if ids.len() > 1 {
-        println!("{} sessions, {failed} failed", ids.len());
+    for (id, known_by) in &missing {
+        failed += 1;
+        println!("{}: MISSING", e(id));
+        println!("  known to {known_by}, absent from {}", e(&store.describe()));
+    }
+    let total = ids.len() + missing.len();
+    if total > 1 || !missing.is_empty() {
+        println!("{total} sessions, {failed} failed");
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Sessions the index or the audit log knows as stored, and the store lacks:
+/// a deleted recording leaves those two traces behind.
+fn missing_sessions(config: &Config, present: &[String]) -> Result<Vec<(String, &'static str)>> {
+    let present: std::collections::HashSet<&str> = present.iter().map(String::as_str).collect();
+    let indexed: std::collections::BTreeSet<String> =
+        crate::server::open_state(config)?.indexed_ids()?.into_iter().collect();
+    let sealed = crate::audit::sealed_sessions(&config.audit.file)?;
+    let known_by = |id: &str| match (indexed.contains(id), sealed.contains(id)) {
+        (true, true) => "the session index and the audit log",
+        (true, false) => "the session index",
+        _ => "the audit log",
+    };
+    Ok(indexed
+        .union(&sealed)
+        .filter(|id| !present.contains(id.as_str()))
+        .map(|id| (id.clone(), known_by(id)))
+        .collect())
 }
 
 pub async fn export(config: &Config, id: &str, out: &std::path::Path, channel: Option<u32>) -> Result<ExitCode> {

@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use crate::display::escape_json;
 use crate::format::{self, Event, EventKind};
 use crate::manifest::parse_rfc3339;
 use crate::read::Recording;
@@ -52,7 +53,7 @@ pub fn export(rec: &Recording, channel: Option<u32>) -> String {
         }
         None => header["title"] = json!(format!("session {}", rec.session)),
     }
-    let mut out = header.to_string();
+    let mut out = escape_json(&header.to_string()).into_owned();
     out.push('\n');
     // asciicast times must not go backwards; events of different channels
     // are stamped by different relay tasks and may interleave by microseconds.
@@ -81,7 +82,9 @@ pub fn export(rec: &Recording, channel: Option<u32>) -> String {
             text = cooked;
         }
         last = last.max(e.t);
-        out.push_str(&json!([last, code, text]).to_string());
+        // JSON escapes only C0: C1 and bidi controls are written as `\u009b`
+        // too, so a `cat` of the export acts on no terminal.
+        out.push_str(&escape_json(&json!([last, code, text]).to_string()));
         out.push('\n');
     }
     out
