@@ -10,9 +10,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session};
 use russh::{Channel, ChannelId, Pty, Sig};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, info, warn};
 
 use crate::config::Target;
@@ -30,10 +32,8 @@ pub fn spawn(
     peer: SocketAddr,
     updates: Option<tokio::sync::watch::Receiver<Arc<Identity>>>,
 ) {
-    let Some(config) = bastion.inner_config(&target.name) else {
-        return;
-    };
-    let mut proxy = ProxyConn::new(bastion, identity, target, peer);
+    let target_name = target.name.clone();
+    let mut proxy = ProxyConn::new(bastion.clone(), identity, target, peer);
     if let Some(u) = updates {
         proxy.follow_identity(u);
     }
@@ -43,7 +43,17 @@ pub fn spawn(
         pending: Pending::Nothing,
     };
     tokio::spawn(async move {
-        match russh::server::run_stream(config, channel.into_stream(), handler).await {
+        let mut stream = channel.into_stream();
+        let seen = read_banner(&mut stream).await;
+        let offer = super::inner_offer(banner_line(&seen));
+        let Some(config) = bastion.inner_config(&target_name, offer) else {
+            return;
+        };
+        debug!(?offer, "inner connection");
+        // What was read to see the banner is handed back in front of the rest.
+        let (read, write) = tokio::io::split(stream);
+        let stream = tokio::io::join(std::io::Cursor::new(seen).chain(read), write);
+        match russh::server::run_stream(config, stream, handler).await {
             Ok(session) => {
                 if let Err(e) = session.await {
                     debug!(error = %e, "inner connection ended with an error");
@@ -52,6 +62,38 @@ pub fn spawn(
             Err(e) => debug!(error = %e, "inner handshake failed"),
         }
     });
+}
+
+/// How long the inner server waits for the client's version banner before
+/// choosing its offer without it. Clients send theirs at once (RFC 4253
+/// §4.2); one that waits for the server's first gets the broad offer.
+const BANNER_WAIT: Duration = Duration::from_millis(1500);
+
+/// The most read while looking for the banner: RFC 4253 allows 255 bytes.
+const BANNER_MAX: usize = 256;
+
+/// Reads what the client sends first, up to the end of its version line,
+/// [`BANNER_MAX`] bytes or [`BANNER_WAIT`], whichever comes first.
+async fn read_banner<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut seen = Vec::with_capacity(BANNER_MAX);
+    let _ = tokio::time::timeout(BANNER_WAIT, async {
+        let mut buf = [0u8; BANNER_MAX];
+        while !seen.contains(&b'\n') && seen.len() < BANNER_MAX {
+            match stream.read(&mut buf[..BANNER_MAX - seen.len()]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+/// The version line in what was read, if it came whole.
+fn banner_line(seen: &[u8]) -> Option<&[u8]> {
+    let end = seen.iter().position(|&b| b == b'\n')?;
+    let line = &seen[..end];
+    Some(line.strip_suffix(b"\r").unwrap_or(line))
 }
 
 pub struct InnerHandler {
@@ -337,5 +379,38 @@ impl Handler for InnerHandler {
     async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
         self.proxy.channel_closed(channel);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn the_banner_is_read_and_kept_for_the_server() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client
+            .write_all(b"SSH-2.0-dropbear_2022.83\r\n\x00\x00\x01\x0ckexinit...")
+            .await
+            .unwrap();
+        let seen = read_banner(&mut server).await;
+        assert_eq!(banner_line(&seen), Some(&b"SSH-2.0-dropbear_2022.83"[..]));
+        assert!(seen.ends_with(b"kexinit..."), "what follows the banner is kept too");
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_gets_no_banner_after_the_wait() {
+        let (_client, mut server) = tokio::io::duplex(1024);
+        assert!(banner_line(&read_banner(&mut server).await).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_banner_without_end_stops_at_the_limit() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        client.write_all(&[b'A'; 1000]).await.unwrap();
+        let seen = read_banner(&mut server).await;
+        assert_eq!(seen.len(), BANNER_MAX);
+        assert!(banner_line(&seen).is_none());
     }
 }

@@ -6,6 +6,7 @@
 //! for the guards to drop (sessions finishing on their own) up to the grace
 //! period, then broadcasts a forced stop that disconnects what is left.
 
+mod algorithms;
 pub mod inner;
 pub mod limits;
 pub mod login;
@@ -35,6 +36,7 @@ use crate::config::Config;
 use crate::config::DirectoryConfig;
 use crate::directory::{EmbeddedDirectory, SharedDirectory};
 use crate::state::StateStore;
+pub use algorithms::{InnerOffer, inner_offer};
 use limits::{Admission, ConnectionLimits, Startup};
 
 /// Host certificates for targets are signed with this lifetime…
@@ -42,17 +44,6 @@ const HOST_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// …and re-signed when older than this, so a long-running bastion never
 /// presents an expired one.
 const HOST_CERT_REFRESH: Duration = Duration::from_secs(24 * 3600);
-
-/// Ciphers of the inner connection (see `Bastion::new`).
-const INNER_CIPHERS: &[russh::cipher::Name] = &[russh::cipher::AES_256_GCM, russh::cipher::AES_128_GCM];
-/// Ciphers towards nodes, in order of preference: the bastion is the client
-/// there, so its first choice wins; AES-GCM is the cheapest with AES-NI.
-const NODE_CIPHERS: &[russh::cipher::Name] = &[
-    russh::cipher::AES_256_GCM,
-    russh::cipher::AES_128_GCM,
-    russh::cipher::CHACHA20_POLY1305,
-    russh::cipher::AES_256_CTR,
-];
 
 /// Everything a connection needs, shared read-only.
 pub struct Bastion {
@@ -68,7 +59,7 @@ pub struct Bastion {
     pub outer_config: Arc<russh::server::Config>,
     /// Per target: the inner server presenting that target's host
     /// certificate, and when that certificate was signed.
-    inner_configs: std::sync::RwLock<HashMap<String, (std::time::Instant, Arc<russh::server::Config>)>>,
+    inner_configs: std::sync::RwLock<HashMap<String, (std::time::Instant, InnerConfigs)>>,
     /// Client settings towards nodes with pinned keys.
     pub node_config: Arc<russh::client::Config>,
     /// Client settings towards nodes with a host CA (asks for certificates first).
@@ -114,6 +105,7 @@ impl Bastion {
             auth_rejection_time: Duration::from_millis(300),
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: vec![authority.host_key.clone()],
+            preferred: algorithms::outer(),
             inactivity_timeout: Some(s.idle_timeout + Duration::from_secs(60)),
             // No SSH keepalive towards clients: russh would send it before
             // authentication too, and OpenSSH, PuTTY and Dropbear end a login
@@ -136,7 +128,7 @@ impl Bastion {
             keepalive_max: 3,
             nodelay: true,
             preferred: russh::Preferred {
-                cipher: std::borrow::Cow::Borrowed(NODE_CIPHERS),
+                cipher: std::borrow::Cow::Borrowed(algorithms::NODE_CIPHERS),
                 ..Default::default()
             },
             ..Default::default()
@@ -181,21 +173,23 @@ impl Bastion {
 }
 
 impl Bastion {
-    /// The inner server for `target`, re-signing its host certificate when due.
-    pub fn inner_config(&self, target: &str) -> Option<Arc<russh::server::Config>> {
+    /// The inner server for `target` and this kind of client, re-signing
+    /// the target's host certificate when due.
+    pub fn inner_config(&self, target: &str, offer: InnerOffer) -> Option<Arc<russh::server::Config>> {
         {
             let map = self.inner_configs.read().expect("not poisoned");
             match map.get(target) {
                 None => return None,
-                Some((signed, c)) if signed.elapsed() < HOST_CERT_REFRESH => return Some(c.clone()),
+                Some((signed, c)) if signed.elapsed() < HOST_CERT_REFRESH => return Some(c.get(offer)),
                 Some(_) => {}
             }
         }
         match inner_config(&self.authority, target) {
             Ok(fresh) => {
+                let config = fresh.get(offer);
                 let mut map = self.inner_configs.write().expect("not poisoned");
-                map.insert(target.to_string(), (std::time::Instant::now(), fresh.clone()));
-                Some(fresh)
+                map.insert(target.to_string(), (std::time::Instant::now(), fresh));
+                Some(config)
             }
             Err(e) => {
                 warn!(target, error = %e, "cannot re-sign the host certificate; keeping the current one");
@@ -203,8 +197,23 @@ impl Bastion {
                     .read()
                     .expect("not poisoned")
                     .get(target)
-                    .map(|(_, c)| c.clone())
+                    .map(|(_, c)| c.get(offer))
             }
+        }
+    }
+}
+
+/// One target's inner servers, one per [`InnerOffer`], sharing a certificate.
+struct InnerConfigs {
+    aes_gcm: Arc<russh::server::Config>,
+    broad: Arc<russh::server::Config>,
+}
+
+impl InnerConfigs {
+    fn get(&self, offer: InnerOffer) -> Arc<russh::server::Config> {
+        match offer {
+            InnerOffer::AesGcm => self.aes_gcm.clone(),
+            InnerOffer::Broad => self.broad.clone(),
         }
     }
 }
@@ -289,33 +298,32 @@ pub fn open_state(config: &Config) -> Result<StateStore> {
     Ok(StateStore::open(&st.db, &st.key_file)?.with_lockout_policy(policy))
 }
 
-/// The inner SSH server configuration for one target: the bastion's host key
-/// with a host certificate naming the target.
-fn inner_config(authority: &Authority, target: &str) -> Result<Arc<russh::server::Config>> {
+/// The inner SSH server configurations for one target: the bastion's host
+/// key with a host certificate naming the target.
+fn inner_config(authority: &Authority, target: &str) -> Result<InnerConfigs> {
     let cert: Certificate = authority
         .host_certificate(&[target], &format!("bastion inner host {target}"), HOST_CERT_VALIDITY)
         .with_context(|| format!("signing the host certificate for {target}"))?;
-    Ok(Arc::new(russh::server::Config {
-        server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
-        methods: MethodSet::from(&[MethodKind::None, MethodKind::KeyboardInteractive][..]),
-        auth_rejection_time: Duration::from_millis(100),
-        auth_rejection_time_initial: Some(Duration::ZERO),
-        keys: vec![authority.host_key.clone()],
-        certificates: vec![cert],
-        // The inner connection runs inside the outer one, between the client
-        // and us: its cipher only has to be cheap. AES-GCM (hardware AES) is
-        // several times cheaper than ChaCha20-Poly1305, and every stock
-        // OpenSSH client offers it.
-        preferred: russh::Preferred {
-            cipher: std::borrow::Cow::Borrowed(INNER_CIPHERS),
+    let config = |offer| {
+        Arc::new(russh::server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
+            methods: MethodSet::from(&[MethodKind::None, MethodKind::KeyboardInteractive][..]),
+            auth_rejection_time: Duration::from_millis(100),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![authority.host_key.clone()],
+            certificates: vec![cert.clone()],
+            preferred: algorithms::inner(offer),
+            // The outer connection carries keepalives and idle checks.
+            inactivity_timeout: None,
+            keepalive_interval: None,
+            nodelay: true,
             ..Default::default()
-        },
-        // The outer connection carries keepalives and idle checks.
-        inactivity_timeout: None,
-        keepalive_interval: None,
-        nodelay: true,
-        ..Default::default()
-    }))
+        })
+    };
+    Ok(InnerConfigs {
+        aes_gcm: config(InnerOffer::AesGcm),
+        broad: config(InnerOffer::Broad),
+    })
 }
 
 /// Accepts connections until `stop` resolves, then drains.
