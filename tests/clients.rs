@@ -1,8 +1,9 @@
 //! Third-party SSH clients through the demo bastion, as their users run them:
 //! paramiko (Fabric, Netmiko, Ansible's paramiko transport) with a key and a
 //! TOTP code, straight to the bastion and on to a node; Dropbear's `dbclient`
-//! jumping to a node (it has no AES-GCM); and what stock OpenSSH is offered
-//! on each hop (no DH group exchange, only EtM MACs, AES-GCM kept inside).
+//! jumping to a node (it has no AES-GCM) and logging in with a code typed
+//! after 35 s; and what stock OpenSSH is offered on each hop (no DH group
+//! exchange, only EtM MACs, AES-GCM kept inside).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -210,4 +211,80 @@ fn openssh_is_offered_strong_algorithms_and_keeps_aes_gcm_inside() {
         .args(["bastion", "whoami"])
         .run();
     assert!(!mac.ok() && mac.stderr.contains("no matching MAC"), "{mac}");
+}
+
+/// A Dropbear user who takes 35 s to read the code from a phone still gets
+/// in: nothing (no keepalive) is sent to a client mid-login. dbclient reads
+/// keyboard-interactive answers from stdin when it has no terminal.
+#[test]
+fn dropbear_logs_in_with_a_code_typed_after_35_seconds() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let demo = Demo::start_mfa();
+    let home = demo.scratch("dropbear-slow-home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let key = home.join("id_dropbear");
+    Cmd::new("dropbearconvert")
+        .args(["openssh", "dropbear"])
+        .arg(demo.identity())
+        .arg(&key)
+        .run()
+        .expect_ok();
+    let secret = demo.info.totp_secret.clone().expect("totp_secret");
+    let addr = demo.bastion_addr();
+    let mut child = Command::new(which("dbclient"))
+        .env("HOME", &home)
+        .arg("-y")
+        .arg("-i")
+        .arg(&key)
+        .arg(format!("{}@{}/{}", demo.user(), addr.ip(), addr.port()))
+        .arg("whoami")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dbclient");
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 || tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains("Verification code:") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(text) => seen.push_str(&text),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no code was asked for:\n{seen}\n{}", demo.bastion_log());
+            }
+        }
+    }
+    // The user reads the phone for 35 s (longer than the 30 s keepalive
+    // interval that used to end the login), then types the code.
+    std::thread::sleep(Duration::from_secs(35));
+    let code = Cmd::new("oathtool").args(["--totp", "-b", &secret]).run().expect_ok();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", code.stdout.trim()).unwrap();
+    drop(stdin);
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    seen.extend(rx.try_iter());
+    assert!(
+        status.success() && stdout.contains(demo.user()),
+        "{status}\nstdout: {stdout}\nstderr: {seen}\n{}",
+        demo.bastion_log()
+    );
+    assert!(
+        demo.bastion_log().contains("factors=[\"publickey\", \"totp\"]"),
+        "{}",
+        demo.bastion_log()
+    );
 }
