@@ -240,8 +240,11 @@ fn directory_down_refuses_users_but_not_the_emergency_account() {
     assert!(up.ok(), "{up}\n{}", lab.log());
     // Stop the directory.
     let pid: i32 = slapd.info["pid"].parse().unwrap();
+    // SAFETY: kill(2) takes plain integers; the process is our own child.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    assert!(wait_until(Duration::from_secs(10), || unsafe { libc::kill(pid, 0) } != 0));
+    // SAFETY: signal 0 only asks whether the process still exists.
+    let gone = || unsafe { libc::kill(pid, 0) } != 0;
+    assert!(wait_until(Duration::from_secs(10), gone));
     let down = ssh_with_password(&lab, &alice, ALICE_PW, "echo IN").run();
     assert!(
         !down.ok() && !down.stdout.contains("IN"),

@@ -488,6 +488,7 @@ fn sigterm_demo_and_check_it_stops(demo: &mut Demo) {
     let node_addr = demo.node_addr(demo.node());
     assert!(port_open(&node_addr), "the node does not listen at {node_addr}");
     let pid = demo.child_pid() as i32;
+    // SAFETY: kill(2) takes plain integers; the demo is our own child.
     unsafe {
         libc::kill(pid, libc::SIGTERM);
     }

@@ -175,7 +175,7 @@ fn kube_lab_with(mfa: bool) -> (KubeLab, Option<Mfa>) {
     let mfa = mfa.then(|| {
         // The bastion's own way to the state store, from the lab's config.
         let config = bastion::config::Config::load(&lab.config_path()).unwrap();
-        let state = bastion::server::open_state(&config).unwrap();
+        let state = bastion::context::open_state(&config).unwrap();
         let seed = bastion::factors::totp::generate_secret();
         state.set_totp_seed("alice", &seed, unix_now()).unwrap();
         Mfa {

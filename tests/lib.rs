@@ -198,6 +198,7 @@ fn finish_tempdir(dir: Option<tempfile::TempDir>) {
 
 fn kill_group(pgid: i32, sig: i32) {
     if pgid > 1 {
+        // SAFETY: kill(2) takes plain integers; a stale group only fails.
         unsafe {
             libc::kill(-pgid, sig);
         }
@@ -227,6 +228,7 @@ fn stop_child(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
 
 /// Makes the child a session leader: no controlling terminal, own process group.
 fn detach(cmd: &mut Command) {
+    // SAFETY: the hook only calls setsid(2), which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 {
@@ -419,6 +421,7 @@ impl Bg {
 
     /// Sends a signal to the child only (not its group).
     pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) takes plain integers; our own child's pid.
         unsafe {
             libc::kill(self.child.id() as i32, sig);
         }
@@ -1454,6 +1457,7 @@ impl Lab {
 
     /// SIGTERM to the bastion process only.
     pub fn sigterm(&self) {
+        // SAFETY: kill(2) takes plain integers; our own child's pid.
         unsafe {
             libc::kill(self.pid() as i32, libc::SIGTERM);
         }

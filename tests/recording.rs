@@ -280,6 +280,7 @@ fn a_crash_keeps_what_was_flushed_and_marks_the_gap() {
         "the output never reached the spool:\n{}",
         lab.log()
     );
+    // SAFETY: kill(2) takes plain integers; the process is our own child.
     unsafe { libc::kill(lab.pid() as i32, libc::SIGKILL) };
     let _ = running.wait_timeout(Duration::from_secs(30));
     lab.restart();
@@ -463,6 +464,7 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // SAFETY: kill(2) takes plain integers; moto is our own child.
         unsafe {
             libc::kill(self.pid(), libc::SIGCONT);
             libc::kill(self.pid(), libc::SIGTERM);
@@ -537,6 +539,7 @@ fn s3_object_lock_holds_recordings_and_a_frozen_store_loses_nothing() {
     assert!(deleted.stdout.contains("REFUSED"), "{deleted}");
 
     // Freeze S3: sessions still start and record into the spool.
+    // SAFETY: kill(2) takes plain integers; the process is our own child.
     unsafe { libc::kill(moto.pid(), libc::SIGSTOP) };
     let big = ssh(&alice)
         .args([
@@ -552,6 +555,7 @@ fn s3_object_lock_holds_recordings_and_a_frozen_store_loses_nothing() {
     });
     assert!(refused, "a session started with the spool full:\n{}", lab.log());
     // Thaw: everything arrives, nothing lost.
+    // SAFETY: kill(2) takes plain integers; the process is our own child.
     unsafe { libc::kill(moto.pid(), libc::SIGCONT) };
     let rows = wait_sessions(&lab, 2);
     let (big_id, _) = session_with(&lab, &rows, "FROZEN-DONE");

@@ -12,15 +12,14 @@ use recorder::display::{escape as e, escape_json, escape_lines};
 use serde_json::json;
 
 use crate::audit::AuditLog;
-use crate::breakglass::{now, rfc3339};
-use crate::config::{Config, DirectoryConfig};
+use crate::config::{Config, DirectoryConfig, Target};
 use crate::directory::Identity;
-use crate::proxy::policy_target;
 use crate::state::{GrantRecord, ReviewError};
+use crate::time::{now, rfc3339};
 
 /// `config check`'s findings about rules, as `FILE:LINE: RULE: message`.
 pub fn rule_findings(config: &Config, file: &str) -> Vec<String> {
-    let targets: Vec<policy::Target<'_>> = config.targets.iter().map(policy_target).collect();
+    let targets: Vec<policy::Target<'_>> = config.targets.iter().map(Target::as_policy).collect();
     let known_groups: Option<Vec<String>> = match config.directory {
         DirectoryConfig::Embedded => Some(config.users.iter().flat_map(|u| u.groups.iter().cloned()).collect()),
         DirectoryConfig::Ldap { .. } => None,
@@ -40,7 +39,7 @@ pub fn rule_findings(config: &Config, file: &str) -> Vec<String> {
 
 /// `bastion breakglass list`.
 pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_json: bool) -> Result<ExitCode> {
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     let now = now();
     let grants: Vec<GrantRecord> = state
         .all_grants()?
@@ -128,7 +127,7 @@ pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Re
     if note.chars().any(|c| policy::is_unsafe(c) && c != '\n') {
         bail!("the note contains control or formatting characters; use plain text");
     }
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     let mut audit = AuditLog::open(&config.audit.file, false)?;
     if let Some(socket) = &config.audit.syslog {
         audit = audit.with_syslog(socket);
@@ -160,6 +159,7 @@ pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Re
 fn os_user() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
+        // SAFETY: getuid has no preconditions and cannot fail.
         .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }))
 }
 
@@ -176,7 +176,7 @@ async fn identity_of(config: &Config, user: &str) -> Result<Identity> {
             enrollment_only: false,
         });
     }
-    let directory = crate::server::open_directory(config)?;
+    let directory = crate::context::open_directory(config)?;
     let found = directory
         .lookup(user)
         .await
@@ -202,7 +202,7 @@ pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<E
     };
     let identity = identity_of(config, user).await?;
     let now = now();
-    let grants: Vec<policy::Grant> = match crate::server::open_state(config) {
+    let grants: Vec<policy::Grant> = match crate::context::open_state(config) {
         Ok(state) => state
             .active_grants(&identity.user, now)?
             .iter()
@@ -212,8 +212,8 @@ pub async fn explain(config: &Config, user: &str, destination: &str) -> Result<E
     };
     let d = policy::decide(
         &config.policy,
-        &crate::proxy::policy_identity(&identity),
-        &policy_target(target),
+        &identity.as_policy(),
+        &target.as_policy(),
         login,
         &grants,
         now,

@@ -220,7 +220,7 @@ impl Alerter {
         }
         let body = body.to_string();
         let names = self.inner.order.clone();
-        let now = unix_now();
+        let now = crate::time::now();
         let queued = self
             .blocking(move |store| {
                 Ok(names
@@ -298,7 +298,7 @@ impl Alerter {
     /// One pass: claims the due rows and tries each once; returns how many
     /// rows were claimed.
     async fn pass(&self) -> Result<usize> {
-        let (now, lease) = (unix_now(), self.inner.lease);
+        let (now, lease) = (crate::time::now(), self.inner.lease);
         let claimed = self
             .blocking(move |store| store.outbox_claim_due(now, lease, BATCH))
             .await?;
@@ -328,7 +328,7 @@ impl Alerter {
 
     /// Sends `item` once and records the outcome.
     async fn deliver(&self, item: OutboxItem, hook: &Webhook, url: &Url) {
-        let timestamp = unix_now();
+        let timestamp = crate::time::now();
         let sent = self
             .inner
             .client
@@ -346,7 +346,7 @@ impl Alerter {
             Ok(answer) => Err(format!("HTTP {}", answer.status())),
             Err(e) => Err(transport_error(e)),
         };
-        let now = unix_now();
+        let now = crate::time::now();
         let attempts = item.attempts.saturating_add(1);
         let (id, webhook) = (item.id, item.webhook);
         match outcome {
@@ -440,13 +440,6 @@ fn transport_error(e: reqwest::Error) -> String {
 fn ceil_secs(d: Duration) -> i64 {
     let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     i64::try_from(secs).unwrap_or(i64::MAX).max(1)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -634,7 +627,7 @@ mod tests {
         let (stop, stopped) = watch::channel(false);
         let sender = alerter.spawn_sender(stopped);
 
-        let before = unix_now();
+        let before = crate::time::now();
         let body = json!({"event": "breakglass", "user": "alice", "reason": "db outage, INC-7"});
         let ids = alerter.alert(body.clone()).await;
         assert_eq!(ids.len(), 2);
@@ -642,7 +635,7 @@ mod tests {
 
         for (receiver, id, secret) in [(&soc, &ids[0], &b"soc-secret"[..]), (&pager, &ids[1], b"pager-secret")] {
             let request = wait_for("a delivery", || receiver.requests().pop()).await;
-            let after = unix_now();
+            let after = crate::time::now();
             assert!(request.line.starts_with("POST /"), "{}", request.line);
             assert_eq!(request.header("content-type"), "application/json");
             assert_eq!(serde_json::from_str::<serde_json::Value>(&request.body).unwrap(), body);
@@ -749,7 +742,7 @@ mod tests {
     async fn alerts_for_an_unconfigured_webhook_stay_pending() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(dir.path());
-        let orphan = store.outbox_enqueue("removed", "{}", unix_now()).unwrap();
+        let orphan = store.outbox_enqueue("removed", "{}", crate::time::now()).unwrap();
         let receiver = Receiver::start(&[200]).await;
         let alerter = Alerter::new(Arc::clone(&store), vec![hook("soc", &receiver.url("/"), b"k")], fast()).unwrap();
         let (stop, stopped) = watch::channel(false);

@@ -552,13 +552,6 @@ fn ca_command(command: CaCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn users_command(command: UsersCommand) -> Result<ExitCode> {
     let (user, config) = match &command {
         UsersCommand::HashPassword => unreachable!("handled above"),
@@ -567,13 +560,13 @@ fn users_command(command: UsersCommand) -> Result<ExitCode> {
         | UsersCommand::ResetTotp { user, config }
         | UsersCommand::Unlock { user, config } => (user.clone(), load_config(config)?),
     };
-    let state = crate::server::open_state(&config)?;
-    let now = unix_now();
+    let state = crate::context::open_state(&config)?;
+    let now = crate::time::now();
     // Admin actions go to the log too (the audit trail).
     match command {
         UsersCommand::HashPassword => unreachable!(),
         UsersCommand::Show { .. } => {
-            let directory = crate::server::open_directory(&config)?;
+            let directory = crate::context::open_directory(&config)?;
             let found = runtime()?.block_on(directory.lookup(&user));
             match &found {
                 Ok(u) => {
@@ -657,52 +650,10 @@ fn load_config(path: &Path) -> Result<Config> {
 /// Runs `bastion serve` until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<()> {
     // Handlers first: a SIGTERM that arrives while we start must drain, not kill.
-    let stop = shutdown_signal();
+    let stop = crate::run::shutdown_signal();
     let listen = config.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    serve_on(config, listener, stop).await
-}
-
-/// Runs the bastion on an already bound listener until `stop`.
-pub async fn serve_on(
-    config: Config,
-    listener: tokio::net::TcpListener,
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<()> {
-    let sink = crate::recording::open_sink(&config).await?;
-    let (stop_uploads, uploads_stopped) = tokio::sync::watch::channel(false);
-    let uploader = sink.spawn_uploader(uploads_stopped);
-    let bastion = crate::server::Bastion::new(config, sink.clone())?;
-    for finding in crate::admin::rule_findings(&bastion.config, "config") {
-        tracing::warn!(%finding, "rule can never match");
-    }
-    let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
-    let sender = bastion.alerter.spawn_sender(alerts_stopped);
-    let result = crate::server::serve(bastion, listener, stop).await;
-    // Sessions still open end with a manifest; what is sealed gets a last
-    // chance to upload, and the rest stays in the spool for the next start.
-    sink.shutdown();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), sink.drained()).await;
-    let _ = stop_uploads.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), uploader).await;
-    let _ = stop_alerts.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
-    result
-}
-
-/// Installs the SIGTERM and SIGINT handlers now, and returns a future that
-/// resolves at the first of them. Call it before anything a signal should
-/// not interrupt (binding, writing files).
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
-    }
+    crate::run::serve_on(config, listener, stop).await
 }

@@ -15,10 +15,12 @@ use toml::Spanned;
 mod access;
 mod kube;
 mod recording;
+mod ssh_address;
 mod startups;
 pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
 pub use kube::{Cluster, KeyType};
 pub use recording::{RecordingConfig, S3StoreConfig, StoreConfig, parse_size};
+pub use ssh_address::SshAddress;
 pub use startups::Startups;
 
 /// `server.max_startups` unless set: it takes more than 50 source addresses
@@ -210,6 +212,19 @@ pub struct Target {
     /// Shorthand for a rule: members of these directory groups (CN or DN)
     /// may use any of the target's logins. Empty: only `[[rules]]` grant it.
     pub groups: Vec<String>,
+}
+
+impl Target {
+    /// The target as the policy crate sees it.
+    pub fn as_policy(&self) -> policy::Target<'_> {
+        policy::Target {
+            name: &self.name,
+            labels: &self.labels,
+            logins: &self.logins,
+            allow_local_forwarding: self.allow_local_forwarding,
+            allow_remote_forwarding: self.allow_remote_forwarding,
+        }
+    }
 }
 
 /// A user of the embedded directory.
@@ -455,9 +470,7 @@ impl Config {
                 None => None,
                 Some(a) => {
                     let text = a.get_ref().trim();
-                    if text.contains(|c: char| c.is_whitespace() || c == '@')
-                        || crate::kube::render::SshAddress::parse(text).is_none()
-                    {
+                    if text.contains(|c: char| c.is_whitespace() || c == '@') || SshAddress::parse(text).is_none() {
                         return Err(lines.error(
                             "server.public_address",
                             a,

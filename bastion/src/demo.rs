@@ -55,7 +55,7 @@ const AD_PASSWORD: &str = "Alice-Passw0rd!1";
 
 pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDirectory) -> Result<()> {
     // Before any node starts: a SIGTERM from here on stops the nodes too.
-    let stop = crate::cli::shutdown_signal();
+    let stop = crate::run::shutdown_signal();
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = fs::canonicalize(dir)?;
     let sshd = find_sshd()?;
@@ -206,7 +206,7 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
     );
     let _ = std::io::stdout().flush();
 
-    let result = crate::cli::serve_on(config, listener, stop).await;
+    let result = crate::run::serve_on(config, listener, stop).await;
     let _ = fs::remove_file(dir.join("demo.json"));
     drop(nodes);
     result
@@ -233,7 +233,7 @@ fn demo_cluster_keys(keys: &Path) -> Result<()> {
 /// Enrolls the demo user's TOTP once (kept across restarts) and returns the
 /// base32 secret for demo.json.
 fn enroll_demo_totp(config: &Config, user: &str) -> Result<String> {
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use recorder::display::{escape as e, escape_json, escape_lines};
@@ -16,6 +16,7 @@ use recorder::store::Store;
 
 use crate::config::Config;
 use crate::state::IndexedSession;
+use crate::time::{rfc3339, unix};
 
 /// Filters of `sessions list` and `sessions search`.
 #[derive(Debug, Default, Clone)]
@@ -41,16 +42,8 @@ impl Filter {
     }
 }
 
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 fn parse_time(text: &str) -> Option<i64> {
     humantime::parse_rfc3339_weak(text).ok().map(unix)
-}
-
-fn rfc3339(t: i64) -> String {
-    crate::breakglass::rfc3339(t)
 }
 
 /// A manifest part as one line of JSON, safe to show (see [`escape_json`]).
@@ -81,7 +74,7 @@ fn index_row(rec: &Recording) -> Option<IndexedSession> {
 
 /// Adds sessions the index does not know yet (sealed since the last look).
 async fn refresh_index(config: &Config, store: &dyn Store, rebuild: bool) -> Result<usize> {
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     if rebuild {
         state.clear_session_index()?;
     }
@@ -107,7 +100,7 @@ async fn open(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
 pub async fn list(config: &Config, filter: &Filter, json: bool) -> Result<ExitCode> {
     let store = open(config).await?;
     refresh_index(config, store.as_ref(), false).await?;
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     let rows: Vec<IndexedSession> = state
         .indexed_sessions(filter.since_unix())?
         .into_iter()
@@ -301,7 +294,7 @@ pub async fn verify(config: &Config, id: Option<&str>) -> Result<ExitCode> {
 fn missing_sessions(config: &Config, present: &[String]) -> Result<Vec<(String, &'static str)>> {
     let present: std::collections::HashSet<&str> = present.iter().map(String::as_str).collect();
     let indexed: std::collections::BTreeSet<String> =
-        crate::server::open_state(config)?.indexed_ids()?.into_iter().collect();
+        crate::context::open_state(config)?.indexed_ids()?.into_iter().collect();
     let sealed = crate::audit::sealed_sessions(&config.audit.file)?;
     let known_by = |id: &str| match (indexed.contains(id), sealed.contains(id)) {
         (true, true) => "the session index and the audit log",
@@ -342,7 +335,7 @@ pub async fn replay(
 pub async fn search(config: &Config, query: &str, filter: &Filter, case_insensitive: bool) -> Result<ExitCode> {
     let store = open(config).await?;
     refresh_index(config, store.as_ref(), false).await?;
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     let sessions: Vec<IndexedSession> = state
         .indexed_sessions(filter.since_unix())?
         .into_iter()

@@ -27,8 +27,9 @@ fn cpu_seconds() -> f64 {
 }
 
 fn rusage_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage writes one rusage struct into a live local.
+    // SAFETY: rusage is plain integers, for which all zeroes is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage struct into a live local.
     unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)

@@ -5,13 +5,14 @@
 //! a write-once [`store`] (local WORM directory or S3 Object Lock). The
 //! auditor side reads them back: [`read`], [`verify`], [`cast`] (asciicast
 //! export), [`replay`] and [`search`]; [`display`] escapes every recorded
-//! string they show. [`event_log`] is the first, metadata-only
-//! sink, kept for tests of the seam.
+//! string they show.
+//!
+//! A [`SessionTap`] can only be made inside this crate, by a started sink:
+//! outside it there is no way to build a relay that records nothing.
 
 pub mod cast;
 pub mod cast_parse;
 pub mod display;
-pub mod event_log;
 pub mod format;
 pub mod manifest;
 pub mod read;

@@ -190,7 +190,7 @@ struct SessionTapInner {
 
 impl SessionTap {
     /// Makes a tap and the receiving end a sink's task consumes.
-    pub fn new() -> (SessionTap, mpsc::Receiver<Record>) {
+    pub(crate) fn new() -> (SessionTap, mpsc::Receiver<Record>) {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let tap = SessionTap {
             inner: Arc::new(SessionTapInner {

@@ -11,8 +11,9 @@ use std::time::Duration;
 use recorder::display::escape;
 
 use super::{CommandCtx, Output};
-use crate::breakglass::{Ask, decide_login, rfc3339};
+use crate::access::{Ask, decide_login};
 use crate::config::Target;
+use crate::time::rfc3339;
 
 const USAGE: &str = "usage: breakglass TARGET[,TARGET...]|kube:CLUSTER --reason TEXT [--ticket ID] [--for 30m]\n       breakglass --list\n";
 
@@ -73,7 +74,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
             let Some(c) = b.config.cluster(cluster) else {
                 return not_granted();
             };
-            let who = crate::proxy::policy_identity(&ctx.identity);
+            let who = ctx.identity.as_policy();
             if !c.policy.mappings.iter().any(|m| m.break_glass && m.covers(&who)) {
                 return not_granted();
             }
@@ -104,7 +105,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         source: "command",
         client: ctx.client,
     };
-    match crate::breakglass::grant(b, &ctx.identity, ask).await {
+    match crate::access::grant(b, &ctx.identity, ask).await {
         Ok(g) => Output::ok(format!(
             "Break-glass grant {id} for {targets} until {end} ({minutes} min).\n\
              {what}\n\
@@ -157,7 +158,7 @@ fn break_glass_state(ctx: &CommandCtx, t: &Target) -> Option<bool> {
 }
 
 fn list(ctx: &CommandCtx) -> Output {
-    let now = crate::breakglass::now();
+    let now = crate::time::now();
     let grants = match ctx.bastion.state.all_grants() {
         Ok(g) => g,
         Err(_) => return Output::fail(1, "bastion: grants cannot be read right now\n".into()),

@@ -6,20 +6,12 @@
 //! mistyped or unscanned secret never locks anyone out. A key is enrolled
 //! only after a full login (all factors), never in an enrollment-only one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use russh::keys::PublicKey;
 
 use super::CommandCtx;
 use super::io::ChannelIo;
 use crate::factors::totp;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::time::now;
 
 /// Runs `enroll …`; returns the exit status.
 pub async fn run(ctx: &CommandCtx, args: &[String], io: &mut ChannelIo) -> u32 {

@@ -5,9 +5,9 @@
 
 use super::kubeconfig::parse;
 use super::{CommandCtx, Output};
-use crate::breakglass::rfc3339;
 use crate::kube::render::exec_credential;
 use crate::kube::{Form, issue};
+use crate::time::rfc3339;
 
 const USAGE: &str = "usage: kube-credential CLUSTER [--ttl 15m]   (run by kubectl; see `kubeconfig CLUSTER --exec`)\n";
 
@@ -21,7 +21,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     };
     let b = &ctx.bastion;
     let Some(cluster) = b.config.cluster(&name) else {
-        return crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client);
+        return Output::fail(1, crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client));
     };
     match issue(b, &ctx.identity, cluster, args.ttl, Form::Exec, ctx.client).await {
         Ok(issued) => {

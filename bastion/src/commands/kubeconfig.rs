@@ -13,9 +13,9 @@ use std::time::Duration;
 use recorder::display::escape;
 
 use super::{CommandCtx, Output};
-use crate::breakglass::rfc3339;
 use crate::kube::render::{self, ClusterEntry, UserEntry};
 use crate::kube::{Form, issue, ssh_address};
+use crate::time::rfc3339;
 
 const USAGE: &str = "usage: kubeconfig CLUSTER [--ttl 15m]\n       kubeconfig CLUSTER --exec [--via SSH-DESTINATION]\n       kubeconfig            (lists your clusters)\n";
 
@@ -75,7 +75,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     };
     // Unknown clusters and clusters you get nothing on read the same.
     let Some(cluster) = b.config.cluster(&name) else {
-        return crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client);
+        return Output::fail(1, crate::kube::unknown_cluster(b, &ctx.identity, &name, ctx.client));
     };
     let Some(keys) = b.kube.get(&cluster.name) else {
         return Output::fail(1, format!("bastion: cluster {} is not available\n", escape(&name)));
@@ -89,7 +89,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     if args.exec {
         // Nothing is signed now, but someone with no groups is told so now
         // rather than at kubectl's first call.
-        let decision = crate::kube::decide(b, &ctx.identity, cluster, None, crate::breakglass::now());
+        let decision = crate::kube::decide(b, &ctx.identity, cluster, None, crate::time::now());
         if let policy::kube::KubeVerdict::Deny(why) = decision.verdict {
             crate::kube::audit_denied(b, &ctx.identity, &cluster.name, Form::Exec, None, &why, ctx.client);
             return Output::fail(1, format!("bastion: {why}\n"));
@@ -156,9 +156,9 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
 
 fn list(ctx: &CommandCtx) -> Output {
     let b = &ctx.bastion;
-    let now = crate::breakglass::now();
+    let now = crate::time::now();
     let mut out = String::new();
-    let who = crate::proxy::policy_identity(&ctx.identity);
+    let who = ctx.identity.as_policy();
     for c in &b.config.clusters {
         match crate::kube::decide(b, &ctx.identity, c, None, now).verdict {
             policy::kube::KubeVerdict::Issue(cred) => out.push_str(&format!(

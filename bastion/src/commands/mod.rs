@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::context::Bastion;
 use crate::directory::Identity;
-use crate::server::Bastion;
 
 /// Who is asking, from where.
 pub struct CommandCtx {

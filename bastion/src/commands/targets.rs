@@ -10,7 +10,7 @@ pub fn run(ctx: &CommandCtx, _args: &[String]) -> Output {
             .logins
             .iter()
             .filter(
-                |l| match crate::breakglass::decide_login(&ctx.bastion, &ctx.identity, t, l).verdict {
+                |l| match crate::access::decide_login(&ctx.bastion, &ctx.identity, t, l).verdict {
                     policy::Verdict::Allow(a) => {
                         break_glass |= a.break_glass.is_some();
                         true

@@ -32,6 +32,18 @@ pub struct Identity {
     pub enrollment_only: bool,
 }
 
+impl Identity {
+    /// The user as the policy crate sees them.
+    pub fn as_policy(&self) -> policy::Identity<'_> {
+        policy::Identity {
+            user: &self.user,
+            groups: &self.groups,
+            group_dns: &self.group_dns,
+            emergency: self.emergency,
+        }
+    }
+}
+
 /// Why an account may not log in, from the directory's own flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {

@@ -14,8 +14,8 @@ use anyhow::{Context, Result};
 use recorder::display::{escape as e, escape_json};
 
 use super::ClientCa;
-use crate::breakglass::{now, rfc3339};
 use crate::config::Config;
+use crate::time::{now, rfc3339};
 
 /// What `kube issued` shows.
 pub struct IssuedFilter<'a> {
@@ -28,7 +28,7 @@ pub struct IssuedFilter<'a> {
 }
 
 pub fn list_issued(config: &Config, filter: &IssuedFilter<'_>, as_json: bool) -> Result<ExitCode> {
-    let state = crate::server::open_state(config)?;
+    let state = crate::context::open_state(config)?;
     let now = now();
     let since = filter.since.map(|d| now - d.as_secs() as i64).unwrap_or(0);
     let rows: Vec<_> = state

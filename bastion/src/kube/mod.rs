@@ -5,64 +5,20 @@
 //! audit it, and hand it back for rendering.
 
 pub mod admin;
-pub mod ca;
 pub mod render;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
 use serde_json::json;
 use tracing::{error, info};
 
-use crate::breakglass::{now, rfc3339};
+pub use crate::ca::kube::{ClientCa, ClusterKeys, IssuedCert, Issuers};
 use crate::config::{Cluster, Config};
+use crate::context::Bastion;
 use crate::directory::Identity;
-use crate::proxy::policy_identity;
-use crate::server::Bastion;
 use crate::state::{GrantRecord, KubeIssued};
-pub use ca::{ClientCa, IssuedCert};
-
-/// A cluster's loaded keys.
-pub struct ClusterKeys {
-    pub ca: ClientCa,
-    /// The API server's CA bundle, as embedded in kubeconfigs.
-    pub api_ca_pem: String,
-}
-
-/// Every configured cluster's keys, by name.
-#[derive(Default)]
-pub struct Issuers {
-    clusters: HashMap<String, ClusterKeys>,
-}
-
-impl Issuers {
-    /// Loads every cluster's CA; an error names the cluster and its line.
-    pub fn load(config: &Config) -> Result<Issuers> {
-        let mut clusters = HashMap::new();
-        for c in &config.clusters {
-            let at = || format!("[[clusters]] `{}` (config line {})", c.name, c.line);
-            let ca = ClientCa::load(&c.client_ca_cert, &c.client_ca_key).with_context(at)?;
-            let api_ca_pem = std::fs::read_to_string(&c.certificate_authority)
-                .with_context(|| format!("reading certificate_authority {}", c.certificate_authority.display()))
-                .with_context(at)?;
-            if !api_ca_pem.contains("-----BEGIN CERTIFICATE-----") {
-                anyhow::bail!(
-                    "{}: certificate_authority {} holds no PEM certificate",
-                    at(),
-                    c.certificate_authority.display()
-                );
-            }
-            clusters.insert(c.name.clone(), ClusterKeys { ca, api_ca_pem });
-        }
-        Ok(Issuers { clusters })
-    }
-
-    pub fn get(&self, cluster: &str) -> Option<&ClusterKeys> {
-        self.clusters.get(cluster)
-    }
-}
+use crate::time::{now, rfc3339};
 
 /// How the credential leaves the bastion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +113,7 @@ pub fn decide(
     policy::kube::decide_kube(
         &cluster.policy,
         &bastion.config.policy.break_glass,
-        &policy_identity(identity),
+        &identity.as_policy(),
         &grants,
         asked_ttl,
         now_unix,
@@ -288,13 +244,9 @@ pub fn audit_denied(
 }
 
 /// The answer for a cluster name that is not configured: the same as for a
-/// cluster the user gets nothing on (no probing for names), audited.
-pub fn unknown_cluster(
-    bastion: &Bastion,
-    identity: &Identity,
-    name: &str,
-    client: SocketAddr,
-) -> crate::commands::Output {
+/// cluster the user gets nothing on (no probing for names), audited. The
+/// text is what the user reads on stderr.
+pub fn unknown_cluster(bastion: &Bastion, identity: &Identity, name: &str, client: SocketAddr) -> String {
     audit_denied(
         bastion,
         identity,
@@ -304,12 +256,9 @@ pub fn unknown_cluster(
         "no such cluster",
         client,
     );
-    crate::commands::Output::fail(
-        1,
-        format!(
-            "bastion: your groups map to no Kubernetes group on cluster {}\n",
-            recorder::display::escape(name)
-        ),
+    format!(
+        "bastion: your groups map to no Kubernetes group on cluster {}\n",
+        recorder::display::escape(name)
     )
 }
 

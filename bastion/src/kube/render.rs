@@ -8,6 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
+pub use crate::config::SshAddress;
+
 /// The `client.authentication.k8s.io` version of the exec protocol.
 pub const EXEC_API_VERSION: &str = "client.authentication.k8s.io/v1";
 
@@ -94,38 +96,6 @@ pub fn exec_credential(cert_pem: &str, key_pem: &str, expiration_rfc3339: &str) 
     format!("{v}\n")
 }
 
-/// Where `ssh` reaches the bastion: `host` and, when not 22, `port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshAddress {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl SshAddress {
-    /// Parses `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.
-    pub fn parse(text: &str) -> Option<SshAddress> {
-        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (h, after) = rest.split_once(']')?;
-            match after {
-                "" => (h, None),
-                p => (h, Some(p.strip_prefix(':')?.parse::<u16>().ok()?)),
-            }
-        } else if text.matches(':').count() == 1 {
-            let (h, p) = text.split_once(':')?;
-            (h, Some(p.parse::<u16>().ok()?))
-        } else {
-            (text, None)
-        };
-        if host.is_empty() || host.starts_with('-') {
-            return None;
-        }
-        Some(SshAddress {
-            host: host.to_string(),
-            port: port.filter(|p| *p != 22),
-        })
-    }
-}
-
 /// The `ssh` arguments of an exec kubeconfig. With `via`, the destination
 /// is the user's own (an ssh_config `Host` alias, say); otherwise
 /// `user@host` and `-p` from the bastion's address. The connection is
@@ -173,24 +143,6 @@ pub fn valid_via(dest: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        let a = |s| SshAddress::parse(s);
-        assert_eq!(
-            a("bastion.corp"),
-            Some(SshAddress {
-                host: "bastion.corp".into(),
-                port: None
-            })
-        );
-        assert_eq!(a("bastion.corp:22").unwrap().port, None);
-        assert_eq!(a("127.0.0.1:2222").unwrap().port, Some(2222));
-        assert_eq!(a("[::1]:2222").unwrap().host, "::1");
-        assert_eq!(a("::1").unwrap().host, "::1");
-        assert_eq!(a("-oProxyCommand=x"), None);
-        assert_eq!(a("host:port"), None);
-    }
 
     #[test]
     fn exec_args_share_one_connection_and_name_the_cluster() {

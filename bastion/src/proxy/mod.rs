@@ -23,8 +23,8 @@ use tracing::{info, warn};
 use recorder::{ChannelKind, SessionMeta, SessionTap};
 
 use crate::config::Target;
+use crate::context::Bastion;
 use crate::directory::Identity;
-use crate::server::Bastion;
 use node::NodeLink;
 use relay::{Relay, RelayKind};
 
@@ -79,25 +79,6 @@ impl SessionCtx {
             );
         }
         result
-    }
-}
-
-pub fn policy_target(t: &Target) -> policy::Target<'_> {
-    policy::Target {
-        name: &t.name,
-        labels: &t.labels,
-        logins: &t.logins,
-        allow_local_forwarding: t.allow_local_forwarding,
-        allow_remote_forwarding: t.allow_remote_forwarding,
-    }
-}
-
-pub fn policy_identity(i: &Identity) -> policy::Identity<'_> {
-    policy::Identity {
-        user: &i.user,
-        groups: &i.groups,
-        group_dns: &i.group_dns,
-        emergency: i.emergency,
     }
 }
 
@@ -207,7 +188,7 @@ impl ProxyConn {
                 explanation: vec!["the user must enroll TOTP before reaching any target".into()],
             };
         }
-        crate::breakglass::decide_login(&self.bastion, &self.identity, &self.target, login)
+        crate::access::decide_login(&self.bastion, &self.identity, &self.target, login)
     }
 
     /// Starts the session once the client is authenticated as `login`:
@@ -281,8 +262,7 @@ impl ProxyConn {
                     );
                     let login = login.to_string();
                     tokio::spawn(async move {
-                        crate::breakglass::session_started(&b, &identity, &session, &target, &login, &grant, client)
-                            .await;
+                        crate::access::session_started(&b, &identity, &session, &target, &login, &grant, client).await;
                     });
                 }
                 let updates = self.identity_updates.clone();
@@ -547,7 +527,7 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
             _ = forced.recv() => break "the bastion is shutting down".to_string(),
             fresh = update => match fresh {
                 Ok(identity) => {
-                    let decision = crate::breakglass::decide_login(&ctx.bastion, &identity, &ctx.target, &ctx.login);
+                    let decision = crate::access::decide_login(&ctx.bastion, &identity, &ctx.target, &ctx.login);
                     if !decision.is_allowed() {
                         let why = match decision.verdict {
                             policy::Verdict::Deny(why) => why,
@@ -561,12 +541,12 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
             },
         }
         if let Some(end) = break_glass_end {
-            let now = crate::breakglass::now();
+            let now = crate::time::now();
             if now >= end {
                 break format!(
                     "the break-glass time box for {} ended at {}; session closed",
                     ctx.target.name,
-                    crate::breakglass::rfc3339(end)
+                    crate::time::rfc3339(end)
                 );
             }
             let has_terminal = ctx.terminals.lock().map(|t| !t.is_empty()).unwrap_or(false);
@@ -576,7 +556,7 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
                     "\r\nbastion: break-glass access to {} ends in {} s (at {}); the session will be closed then\r\n",
                     ctx.target.name,
                     end - now,
-                    crate::breakglass::rfc3339(end)
+                    crate::time::rfc3339(end)
                 );
                 let channels = ctx.terminals.lock().map(|t| t.clone()).unwrap_or_default();
                 for channel in channels {
@@ -592,11 +572,11 @@ async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Opt
             );
         }
         if ctx.started.elapsed() >= limits.max_session {
-            if let Some(end) = break_glass_end.filter(|e| crate::breakglass::now() + 2 >= *e) {
+            if let Some(end) = break_glass_end.filter(|e| crate::time::now() + 2 >= *e) {
                 break format!(
                     "the break-glass time box for {} ended at {}; session closed",
                     ctx.target.name,
-                    crate::breakglass::rfc3339(end)
+                    crate::time::rfc3339(end)
                 );
             }
             break format!(

@@ -53,17 +53,6 @@ const INNER_CIPHERS_BROAD: &[cipher::Name] = &[
     cipher::AES_128_CTR,
 ];
 
-/// Ciphers towards nodes, in order of preference: the bastion is the client
-/// there, so its first choice wins; AES-GCM is the cheapest with AES-NI.
-/// Key exchange and MACs towards nodes stay russh's defaults, which include
-/// what older nodes need (DHEat is a threat to servers, not to clients).
-pub const NODE_CIPHERS: &[cipher::Name] = &[
-    cipher::AES_256_GCM,
-    cipher::AES_128_GCM,
-    cipher::CHACHA20_POLY1305,
-    cipher::AES_256_CTR,
-];
-
 /// Which cipher list the inner server offers one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InnerOffer {

@@ -21,11 +21,11 @@ use crate::config::Target;
 use crate::directory::Identity;
 use crate::proxy::ProxyConn;
 
-use super::Bastion;
+use super::Server;
 
 /// Runs the inner server on `channel` until the client closes it.
 pub fn spawn(
-    bastion: Arc<Bastion>,
+    server: Arc<Server>,
     identity: Arc<Identity>,
     target: Target,
     channel: Channel<Msg>,
@@ -33,7 +33,7 @@ pub fn spawn(
     updates: Option<tokio::sync::watch::Receiver<Arc<Identity>>>,
 ) {
     let target_name = target.name.clone();
-    let mut proxy = ProxyConn::new(bastion.clone(), identity, target, peer);
+    let mut proxy = ProxyConn::new(server.bastion.clone(), identity, target, peer);
     if let Some(u) = updates {
         proxy.follow_identity(u);
     }
@@ -46,7 +46,7 @@ pub fn spawn(
         let mut stream = channel.into_stream();
         let seen = read_banner(&mut stream).await;
         let offer = super::inner_offer(banner_line(&seen));
-        let Some(config) = bastion.inner_config(&target_name, offer) else {
+        let Some(config) = server.inner_config(&target_name, offer) else {
             return;
         };
         debug!(?offer, "inner connection");
@@ -161,7 +161,7 @@ impl InnerHandler {
         let bastion = self.proxy.bastion().clone();
         let identity = self.proxy.identity().clone();
         let target = self.proxy.target().clone();
-        let ask = crate::breakglass::Ask {
+        let ask = crate::access::Ask {
             targets: std::slice::from_ref(&target.name),
             reason: &reason,
             ticket: ticket_answer.as_deref(),
@@ -169,7 +169,7 @@ impl InnerHandler {
             source: "prompt",
             client: self.proxy.client_addr(),
         };
-        match crate::breakglass::grant(&bastion, &identity, ask).await {
+        match crate::access::grant(&bastion, &identity, ask).await {
             Ok(_) => match self.proxy.authorize_login(login).verdict {
                 policy::Verdict::Allow(access) => {
                     self.access = Some(access);

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use russh::keys::PublicKey;
 use russh::server::{Auth, Response};
@@ -23,6 +23,7 @@ use crate::state::{source_failure_key, user_failure_key};
 
 use super::Bastion;
 use super::outer::{LoginName, parse_login_name};
+use super::serial::Serial;
 
 /// What the keyboard-interactive exchange is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ enum Pending {
 
 pub struct Login {
     bastion: Arc<Bastion>,
+    /// Where this login waits its turn behind other attempts for the same user.
+    attempts: Arc<Serial>,
     peer: SocketAddr,
     /// The name as typed (with direct-mode suffix), fixed at the first attempt.
     name: Option<LoginName>,
@@ -47,17 +50,11 @@ pub struct Login {
     pub outcome: Option<(Arc<Identity>, LoginName)>,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Login {
-    pub fn new(bastion: Arc<Bastion>, peer: SocketAddr) -> Self {
+    pub fn new(bastion: Arc<Bastion>, attempts: Arc<Serial>, peer: SocketAddr) -> Self {
         Login {
             bastion,
+            attempts,
             peer,
             name: None,
             dir_user: None,
@@ -112,7 +109,7 @@ impl Login {
     async fn gate(&self) -> bool {
         let state = self.bastion.state.clone();
         let (user_key, source_key) = (self.user_key(), source_failure_key(self.peer.ip()));
-        let now = unix_now();
+        let now = crate::time::now();
         let (user_gate, source_gate) = tokio::task::block_in_place(|| {
             let gate = |k: &str| {
                 state
@@ -146,7 +143,7 @@ impl Login {
         );
         let state = self.bastion.state.clone();
         let keys = [self.user_key(), source_failure_key(self.peer.ip())];
-        let now = unix_now();
+        let now = crate::time::now();
         tokio::task::block_in_place(|| {
             for k in &keys {
                 if let Ok(s) = state.record_failure(k, now)
@@ -217,7 +214,7 @@ impl Login {
         } else {
             Factor::PublicKey
         };
-        let _turn = self.bastion.attempts.turn(&self.user_key()).await;
+        let _turn = self.attempts.turn(&self.user_key()).await;
         if !self.gate().await {
             self.record_failure(factor, "locked");
             return self.refuse();
@@ -265,7 +262,7 @@ impl Login {
 
     async fn check_password(&mut self, password: String) -> Auth {
         let name = self.name.clone().expect("begun");
-        let _turn = self.bastion.attempts.turn(&self.user_key()).await;
+        let _turn = self.attempts.turn(&self.user_key()).await;
         if !self.gate().await {
             self.record_failure(Factor::Password, "locked");
             return self.refuse();
@@ -294,7 +291,7 @@ impl Login {
     }
 
     async fn check_code(&mut self, code: String) -> Auth {
-        let _turn = self.bastion.attempts.turn(&self.user_key()).await;
+        let _turn = self.attempts.turn(&self.user_key()).await;
         if !self.gate().await {
             self.record_failure(Factor::Totp, "locked");
             return self.refuse();
@@ -308,7 +305,7 @@ impl Login {
             _ => return self.refuse(),
         };
         let state = self.bastion.state.clone();
-        let now = unix_now();
+        let now = crate::time::now();
         let verdict = tokio::task::block_in_place(|| -> Result<&'static str, anyhow::Error> {
             let Some(seed) = state.totp_seed(&user)? else {
                 return Ok("no TOTP enrolled");

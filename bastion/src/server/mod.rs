@@ -24,18 +24,11 @@ use anyhow::{Context, Result};
 use russh::keys::Certificate;
 use russh::{MethodKind, MethodSet};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use recorder::Sink;
-
-use crate::alerts::{Alerter, RetryPolicy, Webhook};
-use crate::audit::AuditLog;
 use crate::ca::Authority;
-use crate::config::Config;
-use crate::config::DirectoryConfig;
-use crate::directory::{EmbeddedDirectory, SharedDirectory};
-use crate::state::StateStore;
+pub use crate::context::Bastion;
 pub use algorithms::{InnerOffer, inner_offer};
 use limits::{Admission, ConnectionLimits, Startup};
 
@@ -45,54 +38,26 @@ const HOST_CERT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// presents an expired one.
 const HOST_CERT_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
-/// Everything a connection needs, shared read-only.
-pub struct Bastion {
-    pub config: Arc<Config>,
-    pub authority: Authority,
-    /// Who users are: the embedded directory or LDAP / Active Directory.
-    pub directory: SharedDirectory,
-    /// Shared state: TOTP seeds, used codes, failure counters, tokens, keys.
-    pub state: Arc<StateStore>,
-    /// Where sessions are recorded; a session whose recording cannot start is refused.
-    pub sink: Arc<dyn Sink>,
+/// The SSH servers over the shared context: the outer server's settings,
+/// the inner servers per target, connection limits, and the per-user queue
+/// of login attempts.
+pub struct Server {
+    pub bastion: Arc<Bastion>,
     /// The outer server (what `ssh bastion` talks to).
-    pub outer_config: Arc<russh::server::Config>,
-    /// Per target: the inner server presenting that target's host
+    outer_config: Arc<russh::server::Config>,
+    /// Per target: the inner servers presenting that target's host
     /// certificate, and when that certificate was signed.
     inner_configs: std::sync::RwLock<HashMap<String, (std::time::Instant, InnerConfigs)>>,
-    /// Client settings towards nodes with pinned keys.
-    pub node_config: Arc<russh::client::Config>,
-    /// Client settings towards nodes with a host CA (asks for certificates first).
-    pub node_config_with_host_certs: Arc<russh::client::Config>,
-    pub shutdown: Shutdown,
-    pub limits: ConnectionLimits,
-    /// The hash-chained audit trail.
-    pub audit: Arc<AuditLog>,
-    /// Break-glass alerts to webhooks, through the state store's outbox.
-    pub alerter: Alerter,
-    /// Each cluster's client-signing CA, for `kubeconfig` and `kube-credential`.
-    pub kube: crate::kube::Issuers,
+    limits: ConnectionLimits,
     /// One login attempt at a time per user, so back-off holds in parallel.
-    attempts: serial::Serial,
+    attempts: Arc<serial::Serial>,
 }
 
-/// The forced-stop broadcast.
-pub struct Shutdown {
-    forced: broadcast::Sender<()>,
-}
-
-impl Shutdown {
-    /// A receiver that fires when remaining sessions must close now.
-    pub fn forced(&self) -> broadcast::Receiver<()> {
-        self.forced.subscribe()
-    }
-}
-
-impl Bastion {
-    /// Loads keys and builds the SSH configurations from a parsed config.
-    pub fn new(config: Config, sink: Arc<dyn Sink>) -> Result<Arc<Bastion>> {
-        let s = &config.server;
-        let authority = Authority::load(&s.host_key, &s.host_ca, &s.user_ca)?;
+impl Server {
+    /// Builds the SSH server settings for the bastion's config.
+    pub fn new(bastion: Arc<Bastion>) -> Result<Arc<Server>> {
+        let s = &bastion.config.server;
+        let authority = &bastion.authority;
         let outer_config = Arc::new(russh::server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-bastion".into()),
             methods: MethodSet::from(
@@ -117,62 +82,27 @@ impl Bastion {
             ..Default::default()
         });
         let mut inner_configs = HashMap::new();
-        for t in &config.targets {
+        for t in &bastion.config.targets {
             inner_configs.insert(
                 t.name.clone(),
-                (std::time::Instant::now(), inner_config(&authority, &t.name)?),
+                (std::time::Instant::now(), inner_config(authority, &t.name)?),
             );
         }
-        let node_config = || russh::client::Config {
-            keepalive_interval: Some(s.keepalive_interval),
-            keepalive_max: 3,
-            nodelay: true,
-            preferred: russh::Preferred {
-                cipher: std::borrow::Cow::Borrowed(algorithms::NODE_CIPHERS),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let mut with_certs = node_config();
-        with_certs.preferred.host_key_certificates = with_certs.preferred.key.clone();
-        let node_config = node_config();
-        let kube = crate::kube::Issuers::load(&config)?;
-        let directory = open_directory(&config)?;
-        let state = Arc::new(open_state(&config)?);
-        let mut audit = AuditLog::open(&config.audit.file, config.audit.stdout)?;
-        if let Some(socket) = &config.audit.syslog {
-            audit = audit.with_syslog(socket);
-        }
-        let audit = Arc::new(audit);
-        let alerter = open_alerter(&config, state.clone())?;
         let limits = ConnectionLimits::new(limits::Limits {
             max_total: s.max_connections,
             max_per_source: s.max_connections_per_source,
             startups: s.max_startups,
             startups_per_source: s.max_startups_per_source,
         });
-        let (forced, _) = broadcast::channel(1);
-        Ok(Arc::new(Bastion {
-            config: Arc::new(config),
-            authority,
-            directory,
-            state,
-            sink,
+        Ok(Arc::new(Server {
             outer_config,
             inner_configs: std::sync::RwLock::new(inner_configs),
-            node_config: Arc::new(node_config),
-            node_config_with_host_certs: Arc::new(with_certs),
-            shutdown: Shutdown { forced },
             limits,
-            audit,
-            alerter,
-            kube,
-            attempts: serial::Serial::default(),
+            attempts: Arc::default(),
+            bastion,
         }))
     }
-}
 
-impl Bastion {
     /// The inner server for `target` and this kind of client, re-signing
     /// the target's host certificate when due.
     pub fn inner_config(&self, target: &str, offer: InnerOffer) -> Option<Arc<russh::server::Config>> {
@@ -184,7 +114,7 @@ impl Bastion {
                 Some(_) => {}
             }
         }
-        match inner_config(&self.authority, target) {
+        match inner_config(&self.bastion.authority, target) {
             Ok(fresh) => {
                 let config = fresh.get(offer);
                 let mut map = self.inner_configs.write().expect("not poisoned");
@@ -218,86 +148,6 @@ impl InnerConfigs {
     }
 }
 
-/// The directory the config names.
-pub fn open_directory(config: &Config) -> Result<SharedDirectory> {
-    Ok(match &config.directory {
-        DirectoryConfig::Embedded => Arc::new(EmbeddedDirectory::new(config)),
-        DirectoryConfig::Ldap { table, line } => {
-            let at = |e: &dyn std::fmt::Display| {
-                anyhow::anyhow!(
-                    "{}:{line}: `directory.ldap`: {e}",
-                    config.base_dir.join("(config)").display()
-                )
-            };
-            let cfg: crate::directory::ldap::LdapConfig = toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| at(&e.message()))?;
-            Arc::new(crate::directory::ldap::LdapDirectory::new(cfg, &config.base_dir).map_err(|e| at(&e))?)
-        }
-    })
-}
-
-/// The alert sender for the configured webhooks, secrets read from their files.
-pub fn open_alerter(config: &Config, state: Arc<StateStore>) -> Result<Alerter> {
-    let mut webhooks = Vec::new();
-    for w in &config.alerts.webhooks {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&w.secret_file)
-            .with_context(|| format!("the secret of webhook `{}` ({})", w.name, w.secret_file.display()))?
-            .permissions()
-            .mode();
-        anyhow::ensure!(
-            mode & 0o077 == 0,
-            "the secret file of webhook `{}` ({}) is readable by others (mode {:o}); chmod 600 it",
-            w.name,
-            w.secret_file.display(),
-            mode & 0o777
-        );
-        let secret = std::fs::read(&w.secret_file).with_context(|| {
-            format!(
-                "reading the secret of webhook `{}` from {}",
-                w.name,
-                w.secret_file.display()
-            )
-        })?;
-        let trimmed = zeroize::Zeroizing::new(secret.trim_ascii().to_vec());
-        drop(zeroize::Zeroizing::new(secret));
-        anyhow::ensure!(
-            !trimmed.is_empty(),
-            "the secret file of webhook `{}` ({}) is empty",
-            w.name,
-            w.secret_file.display()
-        );
-        webhooks.push(Webhook {
-            name: w.name.clone(),
-            url: w.url.clone(),
-            secret: trimmed,
-            timeout: w.timeout,
-        });
-    }
-    let retry = RetryPolicy {
-        initial: config.alerts.retry_initial,
-        max: config.alerts.retry_max,
-        ..RetryPolicy::default()
-    };
-    Alerter::new(state, webhooks, retry)
-}
-
-/// Opens the state store, creating its directory and (first run) its key.
-pub fn open_state(config: &Config) -> Result<StateStore> {
-    let st = &config.state;
-    if let Some(parent) = st.db.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    crate::state::create_key_file(&st.key_file)?;
-    let policy = crate::factors::lockout::LockoutPolicy {
-        max_failures: config.auth.max_failures,
-        lock_for: config.auth.lockout,
-        ..Default::default()
-    };
-    Ok(StateStore::open(&st.db, &st.key_file)?.with_lockout_policy(policy))
-}
-
 /// The inner SSH server configurations for one target: the bastion's host
 /// key with a host certificate naming the target.
 fn inner_config(authority: &Authority, target: &str) -> Result<InnerConfigs> {
@@ -327,7 +177,8 @@ fn inner_config(authority: &Authority, target: &str) -> Result<InnerConfigs> {
 }
 
 /// Accepts connections until `stop` resolves, then drains.
-pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Future<Output = ()>) -> Result<()> {
+pub async fn serve(server: Arc<Server>, listener: TcpListener, stop: impl Future<Output = ()>) -> Result<()> {
+    let bastion = server.bastion.clone();
     let local = listener.local_addr()?;
     info!(listen = %local, targets = bastion.config.targets.len(), "bastion listening");
     let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
@@ -346,17 +197,17 @@ pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Futu
                     }
                 };
                 let roll = rand::random_range(0..100);
-                let (admission, startup) = match bastion.limits.admit(peer.ip(), roll) {
+                let (admission, startup) = match server.limits.admit(peer.ip(), roll) {
                     Ok(a) => a,
                     Err(why) => {
                         warn!(client = %peer, reason = %why, "connection refused");
                         continue;
                     }
                 };
-                let b = bastion.clone();
+                let server = server.clone();
                 let guard = guard_tx.clone();
                 tokio::spawn(async move {
-                    run_connection(b, socket, peer, admission, startup).await;
+                    run_connection(server, socket, peer, admission, startup).await;
                     drop(guard);
                 });
             }
@@ -368,7 +219,7 @@ pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Futu
     info!(grace = %humantime::format_duration(grace), "stopped accepting; waiting for sessions to finish");
     if tokio::time::timeout(grace, guard_rx.recv()).await.is_err() {
         warn!("grace period over; closing remaining sessions");
-        let _ = bastion.shutdown.forced.send(());
+        bastion.shutdown.force();
         let _ = tokio::time::timeout(Duration::from_secs(5), guard_rx.recv()).await;
     }
     info!("bastion stopped");
@@ -380,12 +231,13 @@ pub async fn serve(bastion: Arc<Bastion>, listener: TcpListener, stop: impl Futu
 /// protocol state: the socket is dropped, not merely sent a disconnect that
 /// russh ignores while key exchange is unfinished.
 async fn run_connection(
-    bastion: Arc<Bastion>,
+    server: Arc<Server>,
     socket: TcpStream,
     peer: SocketAddr,
     _admission: Admission,
     startup: Startup,
 ) {
+    let bastion = &server.bastion;
     let grace = bastion.config.server.login_grace_time;
     let login_deadline = tokio::time::sleep(grace);
     tokio::pin!(login_deadline);
@@ -397,10 +249,10 @@ async fn run_connection(
         return;
     };
     let authenticated = Arc::new(AtomicBool::new(false));
-    let handler = outer::OuterHandler::new(bastion.clone(), peer, authenticated.clone(), startup);
+    let handler = outer::OuterHandler::new(server.clone(), peer, authenticated.clone(), startup);
     let mut forced = bastion.shutdown.forced();
     let session = tokio::select! {
-        started = russh::server::run_stream(bastion.outer_config.clone(), socket, handler) => match started {
+        started = russh::server::run_stream(server.outer_config.clone(), socket, handler) => match started {
             Ok(s) => s,
             Err(e) => {
                 debug!(client = %peer, error = %e, "handshake failed");

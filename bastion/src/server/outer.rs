@@ -24,7 +24,7 @@ use crate::proxy::ProxyConn;
 
 use super::login::Login;
 
-use super::Bastion;
+use super::{Bastion, Server};
 
 /// A user name as typed: `alice`, or `alice:root@node-1` for direct mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,7 @@ pub fn parse_login_name(raw: &str) -> Option<LoginName> {
 }
 
 pub struct OuterHandler {
+    server: Arc<Server>,
     bastion: Arc<Bastion>,
     peer: SocketAddr,
     /// Read by the connection task to enforce the login grace time.
@@ -80,14 +81,15 @@ pub struct OuterHandler {
 
 impl OuterHandler {
     pub fn new(
-        bastion: Arc<Bastion>,
+        server: Arc<Server>,
         peer: SocketAddr,
         authenticated: Arc<AtomicBool>,
         startup: super::limits::Startup,
     ) -> Self {
         OuterHandler {
-            login: Login::new(bastion.clone(), peer),
-            bastion,
+            login: Login::new(server.bastion.clone(), server.attempts.clone(), peer),
+            bastion: server.bastion.clone(),
+            server,
             peer,
             authenticated,
             startup: Some(startup),
@@ -248,7 +250,7 @@ impl Handler for OuterHandler {
                 reply.accept().await;
                 let updates = self.identity_updates.as_ref().map(|u| u.subscribe());
                 super::inner::spawn(
-                    self.bastion.clone(),
+                    self.server.clone(),
                     identity,
                     target.clone(),
                     channel,

@@ -203,7 +203,7 @@ impl StateStore {
         if now < grant.ends_at {
             return Err(ReviewError::StillActive {
                 id: id.to_string(),
-                until: crate::breakglass::rfc3339(grant.ends_at),
+                until: crate::time::rfc3339(grant.ends_at),
             });
         }
         if let Some(by) = grant.reviewer {

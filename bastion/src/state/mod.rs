@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
@@ -217,7 +217,8 @@ impl StateStore {
             "{} cannot use WAL mode (journal mode is {mode})",
             db_path.display()
         );
-        migrate(&mut conn, unix_now()).with_context(|| format!("migrating the schema of {}", db_path.display()))?;
+        migrate(&mut conn, crate::time::now())
+            .with_context(|| format!("migrating the schema of {}", db_path.display()))?;
         Ok(StateStore {
             conn: Mutex::new(conn),
             seal,
@@ -623,11 +624,4 @@ fn check_user(user: &str) -> Result<()> {
         "invalid user name {user:?}"
     );
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

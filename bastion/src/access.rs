@@ -3,24 +3,16 @@
 //! The decisions themselves are in the pure `policy` crate.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::json;
 use tracing::{error, warn};
 
 use crate::config::Target;
+use crate::context::Bastion;
 use crate::directory::Identity;
-use crate::proxy::{policy_identity, policy_target};
-use crate::server::Bastion;
 use crate::state::{GrantRecord, NewGrant};
-
-/// Unix seconds now.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use crate::time::{now, rfc3339};
 
 /// Decides a login with the user's active grants from the state store. A
 /// store that cannot be read counts as "no grant" (fail closed).
@@ -35,8 +27,8 @@ pub fn decide_login(bastion: &Bastion, identity: &Identity, target: &Target, log
     };
     policy::decide(
         &bastion.config.policy,
-        &policy_identity(identity),
-        &policy_target(target),
+        &identity.as_policy(),
+        &target.as_policy(),
         login,
         &grants,
         now,
@@ -127,8 +119,4 @@ pub async fn session_started(
     });
     bastion.audit.record("breakglass.session_started", body.clone());
     bastion.alerter.alert(body).await;
-}
-
-pub fn rfc3339(unix: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64)).to_string()
 }

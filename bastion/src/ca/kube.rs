@@ -7,7 +7,10 @@
 //! Each issue gets a fresh ECDSA P-256 key pair and a random serial (17 bytes);
 //! `notBefore` is back-dated a minute for clock skew, `notAfter` is the
 //! issue time plus the TTL, and the only use is TLS client authentication.
+//!
+//! [`Issuers`] holds every configured cluster's CA, loaded at start-up.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -243,6 +246,46 @@ impl BuilderProfile for Profile {
             e.push(AuthorityKeyIdentifier::try_from(issuer_spk)?.to_extension(subject, &e)?);
         }
         Ok(e)
+    }
+}
+
+/// A cluster's loaded keys.
+pub struct ClusterKeys {
+    pub ca: ClientCa,
+    /// The API server's CA bundle, as embedded in kubeconfigs.
+    pub api_ca_pem: String,
+}
+
+/// Every configured cluster's keys, by name.
+#[derive(Default)]
+pub struct Issuers {
+    clusters: HashMap<String, ClusterKeys>,
+}
+
+impl Issuers {
+    /// Loads every cluster's CA; an error names the cluster and its line.
+    pub fn load(config: &crate::config::Config) -> Result<Issuers> {
+        let mut clusters = HashMap::new();
+        for c in &config.clusters {
+            let at = || format!("[[clusters]] `{}` (config line {})", c.name, c.line);
+            let ca = ClientCa::load(&c.client_ca_cert, &c.client_ca_key).with_context(at)?;
+            let api_ca_pem = std::fs::read_to_string(&c.certificate_authority)
+                .with_context(|| format!("reading certificate_authority {}", c.certificate_authority.display()))
+                .with_context(at)?;
+            if !api_ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!(
+                    "{}: certificate_authority {} holds no PEM certificate",
+                    at(),
+                    c.certificate_authority.display()
+                );
+            }
+            clusters.insert(c.name.clone(), ClusterKeys { ca, api_ca_pem });
+        }
+        Ok(Issuers { clusters })
+    }
+
+    pub fn get(&self, cluster: &str) -> Option<&ClusterKeys> {
+        self.clusters.get(cluster)
     }
 }
 

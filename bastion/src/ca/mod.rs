@@ -6,12 +6,15 @@
 //!   one `@cert-authority` line.
 //! * The **user CA** signs a fresh, minutes-long user certificate for each node
 //!   login; nodes trust it through `TrustedUserCAKeys`.
+//! * [`kube`]: each cluster's client-signing CA, for Kubernetes credentials.
+
+pub mod kube;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use russh::keys::ssh_key::{self, LineEnding, certificate};
@@ -94,13 +97,6 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(made)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn random_serial() -> u64 {
     rand::random()
 }
@@ -124,7 +120,7 @@ impl Authority {
     /// A host certificate for the bastion's host key naming `principals`
     /// (target names, or the bastion's own names), valid for `validity`.
     pub fn host_certificate(&self, principals: &[&str], key_id: &str, validity: Duration) -> Result<Certificate> {
-        let now = unix_now();
+        let now = crate::time::now().max(0) as u64;
         let mut b = certificate::Builder::new_with_random_nonce(
             &mut rand::rng(),
             self.host_key.public_key().key_data().clone(),
@@ -151,7 +147,7 @@ impl Authority {
         allow_port_forwarding: bool,
     ) -> Result<(PrivateKey, Certificate)> {
         let key = generate_key(key_id)?;
-        let now = unix_now();
+        let now = crate::time::now().max(0) as u64;
         let mut b = certificate::Builder::new_with_random_nonce(
             &mut rand::rng(),
             key.public_key().key_data().clone(),
@@ -221,8 +217,11 @@ pub fn verify_node_host_key(
             if cert.cert_type() != certificate::CertType::Host {
                 return Err(format!("target {name} presented a user certificate as host key"));
             }
-            cert.validate_at(unix_now(), [ca.fingerprint(ssh_key::HashAlg::Sha256)].iter())
-                .map_err(|e| format!("host certificate of target {name} is not valid: {e}"))?;
+            cert.validate_at(
+                crate::time::now().max(0) as u64,
+                [ca.fingerprint(ssh_key::HashAlg::Sha256)].iter(),
+            )
+            .map_err(|e| format!("host certificate of target {name} is not valid: {e}"))?;
             if !cert.valid_principals().iter().any(|p| p == name) {
                 return Err(format!("host certificate of target {name} does not name it"));
             }
