@@ -1,6 +1,13 @@
-//! Break-glass at the edges: reads grants for a decision, creates a grant
-//! once a reason passed the policy's checks, and audits and alerts it.
-//! The decisions themselves are in the pure `policy` crate.
+//! Access decisions at the edges: the pure `policy` crate decides, this
+//! module gives it what the stores say.
+//!
+//! * [`decide_login`] and [`decide_kube`]: the policy with the user's active
+//!   break-glass grants, read once per decision; a store that cannot be read
+//!   counts as "no grant" (fail closed).
+//! * [`fresh_identity`]: the user as the directory sees them now, for the
+//!   live re-check of a connection and for each Kubernetes certificate.
+//! * [`grant`]: a break-glass grant, once its reason passed the policy's
+//!   checks, stored, audited and alerted; [`session_started`] under one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,23 +15,28 @@ use std::time::Duration;
 use serde_json::json;
 use tracing::{error, warn};
 
-use crate::config::Target;
+use crate::config::{Cluster, Target};
 use crate::context::Bastion;
-use crate::directory::Identity;
+use crate::directory::{AccountState, DirError, Identity};
 use crate::state::{GrantRecord, NewGrant};
 use crate::time::{now, rfc3339};
 
-/// Decides a login with the user's active grants from the state store. A
-/// store that cannot be read counts as "no grant" (fail closed).
-pub fn decide_login(bastion: &Bastion, identity: &Identity, target: &Target, login: &str) -> policy::Decision {
-    let now = now();
-    let grants = match bastion.state.active_grants(&identity.user, now) {
+/// The user's active grants, as the policy reads them. A store that cannot
+/// be read counts as "no grant" (fail closed).
+fn active_grants(bastion: &Bastion, identity: &Identity, now: i64) -> Vec<policy::Grant> {
+    match bastion.state.active_grants(&identity.user, now) {
         Ok(g) => g.iter().map(GrantRecord::to_policy).collect(),
         Err(e) => {
             error!(user = %identity.user, error = %format!("{e:#}"), "cannot read break-glass grants; none counted");
             vec![]
         }
-    };
+    }
+}
+
+/// Decides a login with the user's active grants.
+pub fn decide_login(bastion: &Bastion, identity: &Identity, target: &Target, login: &str) -> policy::Decision {
+    let now = now();
+    let grants = active_grants(bastion, identity, now);
     policy::decide(
         &bastion.config.policy,
         &identity.as_policy(),
@@ -33,6 +45,64 @@ pub fn decide_login(bastion: &Bastion, identity: &Identity, target: &Target, log
         &grants,
         now,
     )
+}
+
+/// Decides a Kubernetes credential on `cluster` with the user's active grants.
+pub fn decide_kube(
+    bastion: &Bastion,
+    identity: &Identity,
+    cluster: &Cluster,
+    asked_ttl: Option<Duration>,
+    now: i64,
+) -> policy::kube::KubeDecision {
+    policy::kube::decide_kube(
+        &cluster.policy,
+        &bastion.config.policy.break_glass,
+        &identity.as_policy(),
+        &active_grants(bastion, identity, now),
+        asked_ttl,
+        now,
+    )
+}
+
+/// What the directory says of a proven user now.
+#[derive(Debug)]
+pub enum Fresh {
+    /// Still active: the identity with the directory's current groups.
+    Current(Identity),
+    /// No longer allowed in (gone, disabled, locked, expired): why.
+    Revoked(String),
+    /// The directory cannot be reached: why. Callers keep what they had,
+    /// so that access works while the directory is down.
+    Unavailable(String),
+    /// No answer within the wait given.
+    Slow,
+}
+
+/// Looks the user up again, waiting at most `wait` (if given). Emergency
+/// accounts have no directory behind them and stay as they are.
+pub async fn fresh_identity(bastion: &Bastion, identity: &Identity, wait: Option<Duration>) -> Fresh {
+    if identity.emergency {
+        return Fresh::Current(identity.clone());
+    }
+    let lookup = bastion.directory.lookup(&identity.user);
+    let answer = match wait {
+        Some(wait) => match tokio::time::timeout(wait, lookup).await {
+            Ok(answer) => answer,
+            Err(_) => return Fresh::Slow,
+        },
+        None => lookup.await,
+    };
+    match answer {
+        Ok(u) if u.state == AccountState::Active => Fresh::Current(Identity {
+            groups: u.groups,
+            group_dns: u.group_dns,
+            ..identity.clone()
+        }),
+        Ok(u) => Fresh::Revoked(format!("account {}", u.state.as_str())),
+        Err(DirError::Unavailable(e)) => Fresh::Unavailable(e),
+        Err(e) => Fresh::Revoked(e.to_string()),
+    }
 }
 
 /// What an engineer asked for.

@@ -89,7 +89,7 @@ pub async fn run(ctx: &CommandCtx, args: &[String]) -> Output {
     if args.exec {
         // Nothing is signed now, but someone with no groups is told so now
         // rather than at kubectl's first call.
-        let decision = crate::kube::decide(b, &ctx.identity, cluster, None, crate::time::now());
+        let decision = crate::access::decide_kube(b, &ctx.identity, cluster, None, crate::time::now());
         if let policy::kube::KubeVerdict::Deny(why) = decision.verdict {
             crate::kube::audit_denied(b, &ctx.identity, &cluster.name, Form::Exec, None, &why, ctx.client);
             return Output::fail(1, format!("bastion: {why}\n"));
@@ -160,7 +160,7 @@ fn list(ctx: &CommandCtx) -> Output {
     let mut out = String::new();
     let who = ctx.identity.as_policy();
     for c in &b.config.clusters {
-        match crate::kube::decide(b, &ctx.identity, c, None, now).verdict {
+        match crate::access::decide_kube(b, &ctx.identity, c, None, now).verdict {
             policy::kube::KubeVerdict::Issue(cred) => out.push_str(&format!(
                 "{:<16} groups {:<40} TTL {} (max {})\n",
                 c.name,

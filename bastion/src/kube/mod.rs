@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tracing::{error, info};
 
+use crate::access::{Fresh, decide_kube, fresh_identity};
 pub use crate::ca::kube::{ClientCa, ClusterKeys, IssuedCert, Issuers};
 use crate::config::{Cluster, Config};
 use crate::context::Bastion;
 use crate::directory::Identity;
-use crate::state::{GrantRecord, KubeIssued};
+use crate::state::KubeIssued;
 use crate::time::{now, rfc3339};
 
 /// How the credential leaves the bastion.
@@ -71,53 +72,18 @@ const DIRECTORY_WAIT: Duration = Duration::from_secs(3);
 /// account no longer active is refused; a directory that cannot be reached
 /// leaves the connection's groups (signing must work while things are down).
 async fn current_identity(bastion: &Bastion, identity: &Identity) -> Result<Identity, String> {
-    if identity.emergency {
-        return Ok(identity.clone());
-    }
-    let looked_up = tokio::time::timeout(DIRECTORY_WAIT, bastion.directory.lookup(&identity.user)).await;
-    match looked_up {
-        Ok(Ok(u)) if u.state == crate::directory::AccountState::Active => Ok(Identity {
-            groups: u.groups,
-            group_dns: u.group_dns,
-            ..identity.clone()
-        }),
-        Ok(Ok(u)) => Err(format!("account {}", u.state.as_str())),
-        Ok(Err(crate::directory::DirError::Unavailable(e))) => {
+    match fresh_identity(bastion, identity, Some(DIRECTORY_WAIT)).await {
+        Fresh::Current(fresh) => Ok(fresh),
+        Fresh::Revoked(reason) => Err(reason),
+        Fresh::Unavailable(e) => {
             tracing::warn!(user = %identity.user, error = %e, "directory unavailable; issuing with the groups from login");
             Ok(identity.clone())
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => {
+        Fresh::Slow => {
             tracing::warn!(user = %identity.user, "directory slow; issuing with the groups from login");
             Ok(identity.clone())
         }
     }
-}
-
-/// Decides with the user's active grants from the state store. A store
-/// that cannot be read counts as "no grant" (fail closed).
-pub fn decide(
-    bastion: &Bastion,
-    identity: &Identity,
-    cluster: &Cluster,
-    asked_ttl: Option<Duration>,
-    now_unix: i64,
-) -> policy::kube::KubeDecision {
-    let grants: Vec<policy::Grant> = match bastion.state.active_grants(&identity.user, now_unix) {
-        Ok(g) => g.iter().map(GrantRecord::to_policy).collect(),
-        Err(e) => {
-            error!(user = %identity.user, error = %format!("{e:#}"), "cannot read break-glass grants; none counted");
-            vec![]
-        }
-    };
-    policy::kube::decide_kube(
-        &cluster.policy,
-        &bastion.config.policy.break_glass,
-        &identity.as_policy(),
-        &grants,
-        asked_ttl,
-        now_unix,
-    )
 }
 
 /// Decides, signs, records and audits one credential for `identity` on
@@ -137,7 +103,7 @@ pub async fn issue(
     let fresh = current_identity(bastion, identity).await?;
     let identity = &fresh;
     let now_unix = now();
-    let decision = decide(bastion, identity, cluster, asked_ttl, now_unix);
+    let decision = decide_kube(bastion, identity, cluster, asked_ttl, now_unix);
     let credential = match decision.verdict {
         policy::kube::KubeVerdict::Issue(c) => c,
         policy::kube::KubeVerdict::Deny(message) => {

@@ -18,6 +18,7 @@ use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Respo
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
 use tracing::{info, warn};
 
+use crate::access::{Fresh, fresh_identity};
 use crate::commands;
 use crate::directory::Identity;
 use crate::proxy::ProxyConn;
@@ -435,22 +436,17 @@ async fn recheck(
     let every = bastion.config.auth.recheck_interval;
     loop {
         tokio::time::sleep(every).await;
-        let reason = match bastion.directory.lookup(&identity.user).await {
-            Ok(u) if u.state == crate::directory::AccountState::Active => {
-                let fresh = Identity {
-                    groups: u.groups,
-                    group_dns: u.group_dns,
-                    ..(*identity).clone()
-                };
+        let reason = match fresh_identity(&bastion, &identity, None).await {
+            Fresh::Current(fresh) => {
                 updates.send_replace(Arc::new(fresh));
                 continue;
             }
-            Ok(u) => format!("account {}", u.state.as_str()),
-            Err(crate::directory::DirError::Unavailable(e)) => {
+            Fresh::Revoked(reason) => reason,
+            Fresh::Unavailable(e) => {
                 warn!(user = %identity.user, error = %e, "live re-check: directory unavailable; sessions continue");
                 continue;
             }
-            Err(e) => e.to_string(),
+            Fresh::Slow => continue,
         };
         warn!(user = %identity.user, %reason, "live re-check: access revoked; disconnecting");
         let _ = handle
