@@ -14,11 +14,13 @@ use toml::Spanned;
 
 mod access;
 mod kube;
+mod ldap;
 mod recording;
 mod ssh_address;
 mod startups;
 pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
 pub use kube::{Cluster, KeyType};
+pub use ldap::{Flavor, LdapConfig};
 pub use recording::{RecordingConfig, S3StoreConfig, StoreConfig, parse_size};
 pub use ssh_address::SshAddress;
 pub use startups::Startups;
@@ -74,9 +76,9 @@ pub struct Config {
 pub enum DirectoryConfig {
     /// The `[[users]]` of this file.
     Embedded,
-    /// LDAP / Active Directory; the table is handed to the LDAP backend, and
-    /// `line` points at it for errors found there.
-    Ldap { table: toml::Table, line: usize },
+    /// LDAP / Active Directory; `line` points at the table for errors found
+    /// when the directory opens (files it names).
+    Ldap { config: Box<LdapConfig>, line: usize },
 }
 
 /// A second factor or first factor, as named in `auth.methods`.
@@ -603,7 +605,11 @@ impl Config {
                     "embedded" => DirectoryConfig::Embedded,
                     "ldap" => match &d.ldap {
                         Some(t) => DirectoryConfig::Ldap {
-                            table: t.get_ref().clone(),
+                            config: Box::new(
+                                toml::Value::Table(t.get_ref().clone())
+                                    .try_into()
+                                    .map_err(|e: toml::de::Error| lines.error("directory.ldap", t, e.message()))?,
+                            ),
                             line: lines.line_of(t.span().start),
                         },
                         None => {
@@ -873,6 +879,23 @@ groups = ["k8s-ops"]
         assert_eq!(c.targets[0].labels["role"], "worker");
         assert_eq!(c.server.idle_timeout, Duration::from_secs(900));
         assert_eq!(c.users[0].groups, vec!["k8s-ops"]);
+    }
+
+    #[test]
+    fn ldap_settings_are_checked_with_the_file() {
+        let ldap = "\n[directory]\nkind = \"ldap\"\n\n[directory.ldap]\nurl = \"ldaps://dc1.corp.test\"\nca_file = \"ca.pem\"\nbind_dn = \"CN=svc\"\nbind_password_file = \"svc.pw\"\nbase_dn = \"DC=corp\"\n";
+        let good = format!("{}{ldap}", base());
+        let c = Config::parse(&good, "b.toml", Path::new("/etc/bastion")).unwrap();
+        assert!(matches!(&c.directory, DirectoryConfig::Ldap { config, .. } if config.url == "ldaps://dc1.corp.test"));
+        let table_line = good.lines().position(|l| l == "[directory.ldap]").unwrap() + 1;
+        for (bad, says) in [
+            ("operation_timeout = \"soon\"\n", "invalid duration"),
+            ("user_filtre = \"(uid={user})\"\n", "user_filtre"),
+        ] {
+            let e = Config::parse(&format!("{good}{bad}"), "b.toml", Path::new("/etc/bastion")).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), ("directory.ldap", table_line), "{e:?}");
+            assert!(e.message.contains(says), "{e:?}");
+        }
     }
 
     #[test]

@@ -122,17 +122,16 @@ impl Bastion {
 pub fn open_directory(config: &Config) -> Result<SharedDirectory> {
     Ok(match &config.directory {
         DirectoryConfig::Embedded => Arc::new(EmbeddedDirectory::new(config)),
-        DirectoryConfig::Ldap { table, line } => {
+        DirectoryConfig::Ldap { config: ldap, line } => {
             let at = |e: &dyn std::fmt::Display| {
                 anyhow::anyhow!(
                     "{}:{line}: `directory.ldap`: {e}",
                     config.base_dir.join("(config)").display()
                 )
             };
-            let cfg: crate::directory::ldap::LdapConfig = toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| at(&e.message()))?;
-            Arc::new(crate::directory::ldap::LdapDirectory::new(cfg, &config.base_dir).map_err(|e| at(&e))?)
+            Arc::new(
+                crate::directory::ldap::LdapDirectory::new((**ldap).clone(), &config.base_dir).map_err(|e| at(&e))?,
+            )
         }
     })
 }
