@@ -116,9 +116,8 @@ async fn enroll_totp(ctx: &CommandCtx, args: &[String], io: &mut ChannelIo) -> u
 }
 
 async fn enroll_key(ctx: &CommandCtx, io: &mut ChannelIo) -> u32 {
-    if ctx.identity.enrollment_only {
-        io.write_err("enroll: enroll TOTP first, then log in with all factors to add a key\n")
-            .await;
+    if let Err(why) = crate::access::enrollment_gate(&ctx.identity, crate::access::Step::EnrollKey) {
+        io.write_err(&format!("{why}\n")).await;
         return 1;
     }
     let Some(line) = io.read_line("", false).await.filter(|l| !l.is_empty()) else {

@@ -64,14 +64,10 @@ pub async fn run_on(ctx: &CommandCtx, line: &str, mut io: io::ChannelIo) {
         io.finish(status).await;
         return;
     }
-    let out = if ctx.identity.enrollment_only && !matches!(words.first().map(String::as_str), Some("whoami" | "help")) {
-        Output::fail(
-            1,
-            "bastion: TOTP enrollment is required first: `ssh -t BASTION enroll totp` with the token an admin gave you\n"
-                .into(),
-        )
-    } else {
-        run(ctx, line).await
+    let first = words.first().map(String::as_str);
+    let out = match crate::access::enrollment_gate(&ctx.identity, crate::access::Step::Command(first)) {
+        Err(why) => Output::fail(1, format!("{why}\n")),
+        Ok(()) => run(ctx, line).await,
     };
     if !out.stdout.is_empty() {
         io.write(&String::from_utf8_lossy(&out.stdout)).await;

@@ -8,6 +8,7 @@
 
 pub mod node;
 pub mod relay;
+mod watchdog;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,22 +95,39 @@ pub struct ProxyConn {
     identity: Arc<Identity>,
     target: Target,
     client_addr: SocketAddr,
-    /// Set once the login is authorised and the session has started (or
-    /// failed to start, with the message the user should read).
-    ctx: Option<Result<Arc<SessionCtx>, String>>,
-    /// The node connection, made at the first channel open.
-    node: Option<Result<NodeLink, String>>,
-    /// Per client channel: the replies the relay owes, in request order.
-    replies: HashMap<ChannelId, mpsc::UnboundedReceiver<oneshot::Receiver<bool>>>,
+    /// Fresh directory answers from the outer connection's live re-check.
+    identity_updates: Option<watch::Receiver<Arc<Identity>>>,
+    phase: Phase,
     /// Channels accepted only to say why nothing happens: the message goes
     /// out once the client asked for a shell, command or subsystem (sent
     /// before, the client may drop it when its request then fails).
     explaining: HashMap<ChannelId, (Channel<server::Msg>, String)>,
-    client_handle: Option<server::Handle>,
+}
+
+/// Where the connection is: before authentication, refused, or serving.
+enum Phase {
+    Authorising,
+    /// Every channel shows the user `why` (no access, or no recording).
+    Refused(String),
+    Started(Box<Started>),
+}
+
+/// A session that is recorded and watched.
+struct Started {
+    ctx: Arc<SessionCtx>,
+    client: server::Handle,
+    node: Node,
+    /// Per client channel: the replies the relay owes, in request order.
+    replies: HashMap<ChannelId, mpsc::UnboundedReceiver<oneshot::Receiver<bool>>>,
     /// Stops the watchdog when the connection (and so this struct) goes away.
-    watchdog: Option<AbortOnDrop>,
-    /// Fresh directory answers from the outer connection's live re-check.
-    identity_updates: Option<watch::Receiver<Arc<Identity>>>,
+    _watchdog: AbortOnDrop,
+}
+
+/// The node connection, made at the first channel open.
+enum Node {
+    NotYet,
+    Linked(NodeLink),
+    Unreachable(String),
 }
 
 /// Aborts a task when dropped.
@@ -121,21 +139,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
-impl Drop for ProxyConn {
+impl Drop for Started {
     fn drop(&mut self) {
-        if let Some(Ok(ctx)) = &self.ctx {
-            info!(
-                session = %ctx.id, user = %ctx.identity.user, target = %ctx.target.name,
-                duration_s = ctx.started.elapsed().as_secs(), "session ended"
-            );
-            ctx.bastion.audit.record(
-                "session.end",
-                serde_json::json!({
-                    "session": ctx.id, "user": ctx.identity.user, "target": ctx.target.name, "login": ctx.login,
-                    "duration_s": ctx.started.elapsed().as_secs(),
-                }),
-            );
-        }
+        let ctx = &self.ctx;
+        info!(
+            session = %ctx.id, user = %ctx.identity.user, target = %ctx.target.name,
+            duration_s = ctx.started.elapsed().as_secs(), "session ended"
+        );
+        ctx.bastion.audit.record(
+            "session.end",
+            serde_json::json!({
+                "session": ctx.id, "user": ctx.identity.user, "target": ctx.target.name, "login": ctx.login,
+                "duration_s": ctx.started.elapsed().as_secs(),
+            }),
+        );
     }
 }
 
@@ -146,13 +163,9 @@ impl ProxyConn {
             identity,
             target,
             client_addr,
-            ctx: None,
-            node: None,
-            replies: HashMap::new(),
-            explaining: HashMap::new(),
-            client_handle: None,
-            watchdog: None,
             identity_updates: None,
+            phase: Phase::Authorising,
+            explaining: HashMap::new(),
         }
     }
 
@@ -180,14 +193,6 @@ impl ProxyConn {
     /// Whether the user may log in to the target as `login` (with the
     /// break-glass grants they hold now).
     pub fn authorize_login(&self, login: &str) -> policy::Decision {
-        if self.identity.enrollment_only {
-            return policy::Decision {
-                verdict: policy::Verdict::Deny(
-                    "TOTP enrollment is required first: `ssh BASTION enroll totp` with a token from an admin".into(),
-                ),
-                explanation: vec!["the user must enroll TOTP before reaching any target".into()],
-            };
-        }
         crate::access::decide_login(&self.bastion, &self.identity, &self.target, login)
     }
 
@@ -219,8 +224,7 @@ impl ProxyConn {
             record_input: access.record_input,
             break_glass,
         };
-        self.client_handle = Some(handle.clone());
-        let result = match self.bastion.sink.start(&meta) {
+        self.phase = match self.bastion.sink.start(&meta) {
             Ok(tap) => {
                 let ctx = Arc::new(SessionCtx {
                     id: id.clone(),
@@ -266,8 +270,14 @@ impl ProxyConn {
                     });
                 }
                 let updates = self.identity_updates.clone();
-                self.watchdog = Some(AbortOnDrop(tokio::spawn(watchdog(ctx.clone(), handle, updates))));
-                Ok(ctx)
+                let watchdog = AbortOnDrop(tokio::spawn(watchdog::run(ctx.clone(), handle.clone(), updates)));
+                Phase::Started(Box::new(Started {
+                    ctx,
+                    client: handle,
+                    node: Node::NotYet,
+                    replies: HashMap::new(),
+                    _watchdog: watchdog,
+                }))
             }
             Err(e) => {
                 warn!(session = %id, user = %self.identity.user, error = %e, "session refused: recording cannot start");
@@ -278,40 +288,41 @@ impl ProxyConn {
                         "error": e.to_string(), "outcome": "session refused",
                     }),
                 );
-                Err(format!("the session cannot be recorded, so it is not started ({e})"))
+                Phase::Refused(format!("the session cannot be recorded, so it is not started ({e})"))
             }
         };
-        self.ctx = Some(result);
     }
 
     /// Refuses the session with a message every channel shows the user.
-    pub fn refuse(&mut self, why: String, handle: server::Handle) {
-        self.client_handle = Some(handle);
-        self.ctx = Some(Err(why));
+    pub fn refuse(&mut self, why: String) {
+        self.phase = Phase::Refused(why);
     }
 
-    fn ctx(&self) -> Result<Arc<SessionCtx>, String> {
-        match &self.ctx {
-            Some(Ok(c)) => Ok(c.clone()),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("session not started".into()),
+    /// The started session and its node connection, connecting at the
+    /// first call; otherwise what to tell the user.
+    async fn node(&mut self) -> Result<(&mut Started, NodeLink), String> {
+        let started = match &mut self.phase {
+            Phase::Started(s) => s,
+            Phase::Refused(why) => return Err(why.clone()),
+            Phase::Authorising => return Err("session not started".into()),
+        };
+        if let Node::NotYet = started.node {
+            started.node = match node::connect(started.ctx.clone(), started.client.clone()).await {
+                Ok(link) => Node::Linked(link),
+                Err(e) => {
+                    let ctx = &started.ctx;
+                    warn!(session = %ctx.id, target = %ctx.target.name, error = %e, "cannot reach node");
+                    Node::Unreachable(e)
+                }
+            };
         }
-    }
-
-    /// The node connection, connecting at the first call.
-    async fn node(&mut self) -> Result<(Arc<SessionCtx>, NodeLink), String> {
-        let ctx = self.ctx()?;
-        if self.node.is_none() {
-            let handle = self.client_handle.clone().ok_or("no client handle")?;
-            let link = node::connect(ctx.clone(), handle).await;
-            if let Err(e) = &link {
-                warn!(session = %ctx.id, target = %ctx.target.name, error = %e, "cannot reach node");
+        match &started.node {
+            Node::Linked(link) => {
+                let link = link.clone();
+                Ok((started, link))
             }
-            self.node = Some(link);
-        }
-        match self.node.as_ref().expect("set above") {
-            Ok(link) => Ok((ctx, link.clone())),
-            Err(e) => Err(e.clone()),
+            Node::Unreachable(e) => Err(e.clone()),
+            Node::NotYet => unreachable!("connected above"),
         }
     }
 
@@ -319,7 +330,7 @@ impl ProxyConn {
     /// If the node cannot be reached the channel is accepted only to tell
     /// the user why, on stderr, and closed with exit status 255.
     pub async fn open_session(&mut self, channel: Channel<server::Msg>, reply: ChannelOpenHandle) {
-        let (ctx, link) = match self.node().await {
+        let (started, link) = match self.node().await {
             Ok(x) => x,
             Err(message) => {
                 reply.accept().await;
@@ -327,6 +338,8 @@ impl ProxyConn {
                 return;
             }
         };
+        let ctx = started.ctx.clone();
+        let client_handle = started.client.clone();
         let node_channel = match link.handle.channel_open_session().await {
             Ok(c) => c,
             Err(e) => {
@@ -345,7 +358,7 @@ impl ProxyConn {
         };
         reply.accept().await;
         let (tx, rx) = mpsc::unbounded_channel();
-        self.replies.insert(channel.id(), rx);
+        started.replies.insert(channel.id(), rx);
         if let Ok(mut t) = ctx.terminals.lock() {
             t.push(channel.id());
         }
@@ -360,7 +373,7 @@ impl ProxyConn {
             tap,
             kind: RelayKind::Session,
             replies: Some(tx),
-            client_handle: self.client_handle.clone().expect("set at start"),
+            client_handle,
         }
         .spawn();
     }
@@ -375,8 +388,8 @@ impl ProxyConn {
         originator: (&str, u32),
         reply: ChannelOpenHandle,
     ) {
-        let (ctx, link) = match self.node().await {
-            Ok(x) => x,
+        let (ctx, client_handle, link) = match self.node().await {
+            Ok((started, link)) => (started.ctx.clone(), started.client.clone(), link),
             Err(_) => {
                 reply.reject(ChannelOpenFailure::ConnectFailed).await;
                 return;
@@ -421,7 +434,7 @@ impl ProxyConn {
             tap,
             kind: RelayKind::Forward,
             replies: None,
-            client_handle: self.client_handle.clone().expect("set at start"),
+            client_handle,
         }
         .spawn();
     }
@@ -429,10 +442,11 @@ impl ProxyConn {
     /// `-R` from the client: ask the node to listen; connections come back
     /// through `node::NodeHandler`.
     pub async fn tcpip_forward(&mut self, address: &str, port: &mut u32) -> bool {
-        let Ok((ctx, link)) = self.node().await else {
+        let Ok((started, link)) = self.node().await else {
             return false;
         };
-        if ctx
+        if started
+            .ctx
             .check(&policy::Request::RemoteForward { address, port: *port })
             .is_err()
         {
@@ -469,7 +483,11 @@ impl ProxyConn {
             }
             return;
         }
-        let ok = match self.replies.get_mut(&channel) {
+        let queue = match &mut self.phase {
+            Phase::Started(started) => started.replies.get_mut(&channel),
+            _ => None,
+        };
+        let ok = match queue {
             None => false,
             Some(queue) => match tokio::time::timeout(REPLY_TIMEOUT, queue.recv()).await {
                 Ok(Some(rx)) => matches!(tokio::time::timeout(REPLY_TIMEOUT, rx).await, Ok(Ok(true))),
@@ -484,12 +502,12 @@ impl ProxyConn {
     }
 
     pub fn channel_closed(&mut self, channel: ChannelId) {
-        self.replies.remove(&channel);
         self.explaining.remove(&channel);
-        if let Some(Ok(ctx)) = &self.ctx
-            && let Ok(mut t) = ctx.terminals.lock()
-        {
-            t.retain(|c| *c != channel);
+        if let Phase::Started(started) = &mut self.phase {
+            started.replies.remove(&channel);
+            if let Ok(mut t) = started.ctx.terminals.lock() {
+                t.retain(|c| *c != channel);
+            }
         }
     }
 }
@@ -503,94 +521,4 @@ async fn explain_and_close(channel: Channel<server::Msg>, message: String) {
     let _ = channel.exit_status(255).await;
     let _ = channel.eof().await;
     let _ = channel.close().await;
-}
-
-/// Closes the session when it has been idle too long, has run too long,
-/// its break-glass time box ended (warning the terminal before), its user
-/// lost access, or the bastion is shutting down past its grace period.
-async fn watchdog(ctx: Arc<SessionCtx>, handle: server::Handle, mut updates: Option<watch::Receiver<Arc<Identity>>>) {
-    let limits = ctx.access.limits;
-    let break_glass_end = ctx.access.break_glass.as_ref().map(|b| b.ends_at);
-    let warn_before = ctx.bastion.config.policy.break_glass.warn_before.as_secs() as i64;
-    let mut warned = false;
-    let mut forced = ctx.bastion.shutdown.forced();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let reason = loop {
-        let update = async {
-            match updates.as_mut() {
-                Some(rx) => rx.changed().await.map(|_| rx.borrow_and_update().clone()),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = forced.recv() => break "the bastion is shutting down".to_string(),
-            fresh = update => match fresh {
-                Ok(identity) => {
-                    let decision = crate::access::decide_login(&ctx.bastion, &identity, &ctx.target, &ctx.login);
-                    if !decision.is_allowed() {
-                        let why = match decision.verdict {
-                            policy::Verdict::Deny(why) => why,
-                            _ => "a break-glass reason is required again".to_string(),
-                        };
-                        break format!("access revoked: {why}; session closed");
-                    }
-                }
-                // The outer connection is gone; so is this session.
-                Err(_) => updates = None,
-            },
-        }
-        if let Some(end) = break_glass_end {
-            let now = crate::time::now();
-            if now >= end {
-                break format!(
-                    "the break-glass time box for {} ended at {}; session closed",
-                    ctx.target.name,
-                    crate::time::rfc3339(end)
-                );
-            }
-            let has_terminal = ctx.terminals.lock().map(|t| !t.is_empty()).unwrap_or(false);
-            if !warned && has_terminal && now >= end - warn_before {
-                warned = true;
-                let text = format!(
-                    "\r\nbastion: break-glass access to {} ends in {} s (at {}); the session will be closed then\r\n",
-                    ctx.target.name,
-                    end - now,
-                    crate::time::rfc3339(end)
-                );
-                let channels = ctx.terminals.lock().map(|t| t.clone()).unwrap_or_default();
-                for channel in channels {
-                    let _ = handle.extended_data(channel, 1, text.clone().into_bytes()).await;
-                }
-                info!(session = %ctx.id, ends_at = end, "break-glass time box warning sent");
-            }
-        }
-        if ctx.idle_for() >= limits.idle_timeout {
-            break format!(
-                "idle for {}; session closed",
-                humantime::format_duration(limits.idle_timeout)
-            );
-        }
-        if ctx.started.elapsed() >= limits.max_session {
-            if let Some(end) = break_glass_end.filter(|e| crate::time::now() + 2 >= *e) {
-                break format!(
-                    "the break-glass time box for {} ended at {}; session closed",
-                    ctx.target.name,
-                    crate::time::rfc3339(end)
-                );
-            }
-            break format!(
-                "maximum session length of {} reached; session closed",
-                humantime::format_duration(limits.max_session)
-            );
-        }
-    };
-    info!(session = %ctx.id, user = %ctx.identity.user, %reason, "closing session");
-    let _ = handle
-        .disconnect(
-            russh::Disconnect::ByApplication,
-            format!("bastion: {reason}"),
-            "en".into(),
-        )
-        .await;
 }

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, Response, Session};
-use russh::{Channel, ChannelId, Pty, Sig};
+use russh::Channel;
+use russh::server::{Auth, Handler, Msg, Response, Session};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{debug, info, warn};
 
@@ -39,7 +39,6 @@ pub fn spawn(
     }
     let handler = InnerHandler {
         proxy,
-        access: None,
         pending: Pending::Nothing,
     };
     tokio::spawn(async move {
@@ -98,15 +97,15 @@ fn banner_line(seen: &[u8]) -> Option<&[u8]> {
 
 pub struct InnerHandler {
     proxy: ProxyConn,
-    /// What the policy allowed, once a login was accepted.
-    access: Option<policy::Access>,
-    /// What keyboard-interactive has to do after `none` failed.
+    /// Where the login stands.
     pending: Pending,
 }
 
-/// The keyboard-interactive step after a refused `none`.
+/// What the next authentication step has to do.
 enum Pending {
     Nothing,
+    /// The login was accepted with this access: the session starts.
+    Allowed(policy::Access),
     /// Show why the login is refused, then reject.
     Refusal(String),
     /// Ask for a break-glass reason (and a ticket when `ticket` names the pattern).
@@ -131,6 +130,11 @@ fn final_reject() -> Auth {
 const MAX_REASON_TRIES: u8 = 3;
 
 impl InnerHandler {
+    /// Where the channel callbacks go ([`super::channels`]).
+    fn proxy(&mut self) -> &mut ProxyConn {
+        &mut self.proxy
+    }
+
     fn reason_prompt(&self, ticket: &Option<String>, refused: Option<&str>) -> Auth {
         let target = &self.proxy.target().name;
         let bg = &self.proxy.bastion().config.policy.break_glass;
@@ -172,7 +176,7 @@ impl InnerHandler {
         match crate::access::grant(&bastion, &identity, ask).await {
             Ok(_) => match self.proxy.authorize_login(login).verdict {
                 policy::Verdict::Allow(access) => {
-                    self.access = Some(access);
+                    self.pending = Pending::Allowed(access);
                     Auth::Accept
                 }
                 other => {
@@ -203,7 +207,7 @@ impl Handler for InnerHandler {
         let decision = self.proxy.authorize_login(login);
         match decision.verdict {
             policy::Verdict::Allow(access) => {
-                self.access = Some(access);
+                self.pending = Pending::Allowed(access);
                 Ok(Auth::Accept)
             }
             policy::Verdict::NeedsReason { ticket } => {
@@ -253,133 +257,14 @@ impl Handler for InnerHandler {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        match self.access.take() {
-            Some(access) => self.proxy.start(access, session.handle()),
-            None => self.proxy.refuse("no access was granted".into(), session.handle()),
+        match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Allowed(access) => self.proxy.start(access, session.handle()),
+            _ => self.proxy.refuse("no access was granted".into()),
         }
         Ok(())
     }
 
-    async fn channel_open_session(
-        &mut self,
-        channel: Channel<Msg>,
-        reply: ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.proxy.open_session(channel, reply).await;
-        Ok(())
-    }
-
-    async fn channel_open_direct_tcpip(
-        &mut self,
-        channel: Channel<Msg>,
-        host: &str,
-        port: u32,
-        originator_address: &str,
-        originator_port: u32,
-        reply: ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.proxy
-            .open_direct_tcpip(channel, host, port, (originator_address, originator_port), reply)
-            .await;
-        Ok(())
-    }
-
-    async fn pty_request(
-        &mut self,
-        channel: ChannelId,
-        _term: &str,
-        _cols: u32,
-        _rows: u32,
-        _pw: u32,
-        _ph: u32,
-        _modes: &[(Pty, u32)],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session, false).await;
-        Ok(())
-    }
-
-    async fn env_request(
-        &mut self,
-        channel: ChannelId,
-        _n: &str,
-        _v: &str,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session, false).await;
-        Ok(())
-    }
-
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session, true).await;
-        Ok(())
-    }
-
-    async fn exec_request(
-        &mut self,
-        channel: ChannelId,
-        _data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session, true).await;
-        Ok(())
-    }
-
-    async fn subsystem_request(
-        &mut self,
-        channel: ChannelId,
-        _name: &str,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        self.proxy.answer_request(channel, session, true).await;
-        Ok(())
-    }
-
-    async fn x11_request(
-        &mut self,
-        channel: ChannelId,
-        _single: bool,
-        _proto: &str,
-        _cookie: &str,
-        _screen: u32,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        session.channel_failure(channel)?;
-        Ok(())
-    }
-
-    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
-        Ok(false)
-    }
-
-    async fn signal(&mut self, _channel: ChannelId, _signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    async fn tcpip_forward(
-        &mut self,
-        address: &str,
-        port: &mut u32,
-        _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
-        Ok(self.proxy.tcpip_forward(address, port).await)
-    }
-
-    async fn cancel_tcpip_forward(
-        &mut self,
-        address: &str,
-        port: u32,
-        _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
-        Ok(self.proxy.cancel_tcpip_forward(address, port).await)
-    }
-
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
-        self.proxy.channel_closed(channel);
-        Ok(())
-    }
+    super::channels::serve_channels!(proxy);
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! period, then broadcasts a forced stop that disconnects what is left.
 
 mod algorithms;
+mod channels;
 pub mod inner;
 pub mod limits;
 pub mod login;

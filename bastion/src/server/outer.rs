@@ -9,20 +9,21 @@
 //! * session channels otherwise: bastion commands (`targets`, `whoami`…),
 //!   never a shell.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use russh::server::{Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use tracing::{info, warn};
 
 use crate::access::{Fresh, fresh_identity};
 use crate::commands;
 use crate::directory::Identity;
-use crate::proxy::ProxyConn;
+use crate::proxy::{AbortOnDrop, ProxyConn};
 
+use super::channels::{Channels, Request};
 use super::login::Login;
 
 use super::{Bastion, Server};
@@ -57,27 +58,62 @@ pub fn parse_login_name(raw: &str) -> Option<LoginName> {
 
 pub struct OuterHandler {
     server: Arc<Server>,
-    bastion: Arc<Bastion>,
     peer: SocketAddr,
     /// Read by the connection task to enforce the login grace time.
     authenticated: Arc<AtomicBool>,
-    /// The unauthenticated connection's slot (`server.max_startups`),
-    /// given back once the client has authenticated.
-    startup: Option<super::limits::Startup>,
     /// Factors proven so far, until a combination is complete.
     login: Login,
-    identity: Option<Arc<Identity>>,
-    /// Direct mode: the login and the proxy to the target.
-    /// Direct mode: what the policy said about the login, and the proxy.
-    direct: Option<(Result<policy::Access, String>, ProxyConn)>,
-    /// Session channels running bastion commands.
-    command_channels: HashMap<ChannelId, Channel<Msg>>,
-    /// Command channels with a PTY (output needs CR LF, input echo).
-    command_ptys: std::collections::HashSet<ChannelId>,
+    phase: Phase,
+}
+
+/// Where the connection is.
+enum Phase {
+    /// Proving factors, holding an unauthenticated slot
+    /// (`server.max_startups`), given back once the client is in.
+    Proving {
+        _slot: super::limits::Startup,
+    },
+    Serving(Box<Serving>),
+}
+
+/// An authenticated connection.
+struct Serving {
+    /// The user as proven at login.
+    identity: Arc<Identity>,
     /// The live re-check publishes fresh identities here; sessions follow.
-    identity_updates: Option<tokio::sync::watch::Sender<Arc<Identity>>>,
-    /// Stops the re-check when the connection ends.
-    _recheck: Option<crate::proxy::AbortOnDrop>,
+    updates: tokio::sync::watch::Sender<Arc<Identity>>,
+    recheck: Recheck,
+    mode: Mode,
+}
+
+/// The live re-check of the user against the directory.
+enum Recheck {
+    /// Starts once russh hands over the session.
+    Pending,
+    /// Stops when the connection ends.
+    Running { _task: AbortOnDrop },
+    /// Emergency accounts have no directory behind them.
+    Never,
+}
+
+/// What the connection's channels are for.
+enum Mode {
+    /// Bastion commands on session channels, and jumps over `direct-tcpip`.
+    Bastion(CommandChannels),
+    /// `user:login@target`: every channel relayed to the one target, with
+    /// what the policy said of the login.
+    Direct {
+        proxy: Box<ProxyConn>,
+        access: Result<policy::Access, String>,
+    },
+}
+
+/// Session channels waiting for the command they will run.
+#[derive(Default)]
+struct CommandChannels {
+    open: HashMap<ChannelId, Channel<Msg>>,
+    /// Channels with a PTY (output needs CR LF, input echo).
+    ptys: HashSet<ChannelId>,
 }
 
 impl OuterHandler {
@@ -89,18 +125,15 @@ impl OuterHandler {
     ) -> Self {
         OuterHandler {
             login: Login::new(server.bastion.clone(), server.attempts.clone(), peer),
-            bastion: server.bastion.clone(),
             server,
             peer,
             authenticated,
-            startup: Some(startup),
-            identity: None,
-            direct: None,
-            command_channels: HashMap::new(),
-            command_ptys: Default::default(),
-            identity_updates: None,
-            _recheck: None,
+            phase: Phase::Proving { _slot: startup },
         }
+    }
+
+    fn bastion(&self) -> &Arc<Bastion> {
+        &self.server.bastion
     }
 
     /// A combination of factors is complete: settle identity and, in direct
@@ -112,50 +145,79 @@ impl OuterHandler {
         let Some((identity, name)) = self.login.outcome.clone() else {
             return Auth::reject();
         };
-        if let Some((login, target_name)) = &name.direct {
-            let Some(target) = self.bastion.config.target(target_name) else {
-                warn!(user = %identity.user, target = %target_name, client = %self.peer, "direct mode: unknown target");
-                return Auth::reject();
-            };
-            let proxy = ProxyConn::new(self.bastion.clone(), identity.clone(), target.clone(), self.peer);
-            let decision = proxy.authorize_login(login);
-            let access = match decision.verdict {
-                policy::Verdict::Allow(access) => Ok(access),
-                policy::Verdict::Deny(why) => {
-                    warn!(
-                        user = %identity.user, target = %target_name, reason = %why,
-                        explanation = ?decision.explanation, "login refused"
-                    );
-                    self.bastion.audit.record(
-                        "policy.denied",
-                        serde_json::json!({
-                            "user": identity.user, "target": target_name, "login": login,
-                            "reason": why, "explanation": decision.explanation,
-                        }),
-                    );
-                    return Auth::reject();
+        let (updates, follow) = tokio::sync::watch::channel(identity.clone());
+        let mode = match &name.direct {
+            None => Mode::Bastion(CommandChannels::default()),
+            Some((login, target_name)) => match self.direct_mode(&identity, login, target_name) {
+                Some((access, mut proxy)) => {
+                    proxy.follow_identity(follow);
+                    Mode::Direct {
+                        proxy: Box::new(proxy),
+                        access,
+                    }
                 }
-                // Direct mode has no inner prompt: the session channel
-                // explains how to state a reason.
-                policy::Verdict::NeedsReason { ticket } => Err(format!(
-                    "{target_name} is break-glass only: state a reason first with `ssh BASTION breakglass \
-                     {target_name} --reason TEXT{}`, or connect with `ssh -J` to be asked",
-                    if ticket.is_some() { " --ticket ID" } else { "" }
-                )),
-            };
-            self.direct = Some((access, proxy));
-        }
-        let (tx, rx) = tokio::sync::watch::channel(identity.clone());
-        if let Some((_, proxy)) = self.direct.as_mut() {
-            proxy.follow_identity(rx);
-        }
-        self.identity_updates = Some(tx);
-        self.identity = Some(identity);
+                None => return Auth::reject(),
+            },
+        };
+        let recheck = if identity.emergency {
+            Recheck::Never
+        } else {
+            Recheck::Pending
+        };
+        self.phase = Phase::Serving(Box::new(Serving {
+            identity,
+            updates,
+            recheck,
+            mode,
+        }));
         Auth::Accept
     }
 
-    fn proxy(&mut self) -> Option<&mut ProxyConn> {
-        self.direct.as_mut().map(|(_, p)| p)
+    /// Direct mode: the proxy to the target and what the policy says of the
+    /// login; `None` when the login is refused outright.
+    fn direct_mode(
+        &self,
+        identity: &Arc<Identity>,
+        login: &str,
+        target_name: &str,
+    ) -> Option<(Result<policy::Access, String>, ProxyConn)> {
+        let bastion = self.bastion();
+        let Some(target) = bastion.config.target(target_name) else {
+            warn!(user = %identity.user, target = %target_name, client = %self.peer, "direct mode: unknown target");
+            return None;
+        };
+        let proxy = ProxyConn::new(bastion.clone(), identity.clone(), target.clone(), self.peer);
+        let decision = proxy.authorize_login(login);
+        let access = match decision.verdict {
+            policy::Verdict::Allow(access) => Ok(access),
+            policy::Verdict::Deny(why) => {
+                warn!(
+                    user = %identity.user, target = %target_name, reason = %why,
+                    explanation = ?decision.explanation, "login refused"
+                );
+                bastion.audit.record(
+                    "policy.denied",
+                    serde_json::json!({
+                        "user": identity.user, "target": target_name, "login": login,
+                        "reason": why, "explanation": decision.explanation,
+                    }),
+                );
+                return None;
+            }
+            // Direct mode has no inner prompt: the session channel
+            // explains how to state a reason.
+            policy::Verdict::NeedsReason { ticket } => Err(format!(
+                "{target_name} is break-glass only: state a reason first with `ssh BASTION breakglass \
+                 {target_name} --reason TEXT{}`, or connect with `ssh -J` to be asked",
+                if ticket.is_some() { " --ticket ID" } else { "" }
+            )),
+        };
+        Some((access, proxy))
+    }
+
+    /// Where the channel callbacks go ([`super::channels`]).
+    fn channels(&mut self) -> &mut Self {
+        self
     }
 }
 
@@ -196,60 +258,134 @@ impl Handler for OuterHandler {
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         self.authenticated.store(true, Ordering::Relaxed);
-        self.startup = None;
+        let bastion = self.server.bastion.clone();
+        let Phase::Serving(serving) = &mut self.phase else {
+            return Ok(());
+        };
         let handle = session.handle();
-        if let (Some(identity), Some(updates)) = (self.identity.clone(), self.identity_updates.clone())
-            && !identity.emergency
-        {
-            let task = tokio::spawn(recheck(self.bastion.clone(), identity, updates, handle.clone()));
-            self._recheck = Some(crate::proxy::AbortOnDrop(task));
+        if let Recheck::Pending = serving.recheck {
+            let task = recheck(
+                bastion,
+                serving.identity.clone(),
+                serving.updates.clone(),
+                handle.clone(),
+            );
+            serving.recheck = Recheck::Running {
+                _task: AbortOnDrop(tokio::spawn(task)),
+            };
         }
-        if let Some((access, proxy)) = self.direct.as_mut() {
+        if let Mode::Direct { proxy, access } = &mut serving.mode {
             match access.clone() {
                 Ok(access) => proxy.start(access, handle),
-                Err(why) => proxy.refuse(why, handle),
+                Err(why) => proxy.refuse(why),
             }
         }
         Ok(())
     }
 
-    async fn channel_open_session(
-        &mut self,
-        channel: Channel<Msg>,
-        reply: ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        if let Some(proxy) = self.proxy() {
-            proxy.open_session(channel, reply).await;
-        } else {
-            self.command_channels.insert(channel.id(), channel);
-            reply.accept().await;
+    super::channels::serve_channels!(channels);
+}
+
+/// Channels before authentication cannot be opened (russh refuses them);
+/// after it they are relayed in direct mode, else served here.
+impl Channels for OuterHandler {
+    async fn open_session(&mut self, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+        match self.serving_mode() {
+            Some(Mode::Direct { proxy, .. }) => proxy.open_session(channel, reply).await,
+            Some(Mode::Bastion(commands)) => {
+                commands.open.insert(channel.id(), channel);
+                reply.accept().await;
+            }
+            None => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
         }
-        Ok(())
     }
 
-    async fn channel_open_direct_tcpip(
+    async fn open_direct_tcpip(
         &mut self,
         channel: Channel<Msg>,
         host: &str,
         port: u32,
-        originator_address: &str,
-        originator_port: u32,
+        originator: (&str, u32),
         reply: ChannelOpenHandle,
-        _session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        if let Some(proxy) = self.proxy() {
-            proxy
-                .open_direct_tcpip(channel, host, port, (originator_address, originator_port), reply)
-                .await;
-            return Ok(());
+    ) {
+        match self.serving_mode() {
+            Some(Mode::Direct { proxy, .. }) => proxy.open_direct_tcpip(channel, host, port, originator, reply).await,
+            Some(Mode::Bastion(_)) => self.jump(channel, host, port, reply).await,
+            None => reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await,
         }
-        let identity = self.identity.clone().expect("channels open only after authentication");
-        match self.bastion.config.target(host) {
+    }
+
+    async fn request(&mut self, channel: ChannelId, request: Request<'_>, session: &mut Session) {
+        let commands = match self.serving_mode() {
+            Some(Mode::Direct { proxy, .. }) => return proxy.answer_request(channel, session, request.starts()).await,
+            Some(Mode::Bastion(commands)) => commands,
+            None => {
+                let _ = session.channel_failure(channel);
+                return;
+            }
+        };
+        let line = match request {
+            Request::Pty => {
+                commands.ptys.insert(channel);
+                let _ = session.channel_success(channel);
+                return;
+            }
+            Request::Env | Request::Subsystem => {
+                let _ = session.channel_failure(channel);
+                return;
+            }
+            Request::Shell => "help --shell".to_string(),
+            Request::Exec(data) => String::from_utf8_lossy(data).into_owned(),
+        };
+        let _ = session.channel_success(channel);
+        self.run_command(channel, &line);
+    }
+
+    async fn tcpip_forward(&mut self, address: &str, port: &mut u32) -> bool {
+        match self.serving_mode() {
+            Some(Mode::Direct { proxy, .. }) => proxy.tcpip_forward(address, port).await,
+            _ => false,
+        }
+    }
+
+    async fn cancel_tcpip_forward(&mut self, address: &str, port: u32) -> bool {
+        match self.serving_mode() {
+            Some(Mode::Direct { proxy, .. }) => proxy.cancel_tcpip_forward(address, port).await,
+            _ => false,
+        }
+    }
+
+    fn channel_closed(&mut self, channel: ChannelId) {
+        match self.serving_mode() {
+            Some(Mode::Direct { proxy, .. }) => proxy.channel_closed(channel),
+            Some(Mode::Bastion(commands)) => {
+                commands.open.remove(&channel);
+            }
+            None => {}
+        }
+    }
+}
+
+impl OuterHandler {
+    fn serving_mode(&mut self) -> Option<&mut Mode> {
+        match &mut self.phase {
+            Phase::Serving(serving) => Some(&mut serving.mode),
+            Phase::Proving { .. } => None,
+        }
+    }
+
+    /// `ssh -J`'s second hop: an inner SSH server on the channel, for a
+    /// target's SSH port only.
+    async fn jump(&mut self, channel: Channel<Msg>, host: &str, port: u32, reply: ChannelOpenHandle) {
+        let Phase::Serving(serving) = &self.phase else {
+            return reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+        };
+        let identity = serving.identity.clone();
+        match self.server.bastion.config.target(host) {
             Some(target) if port == 22 => {
                 info!(user = %identity.user, target = %target.name, client = %self.peer, "jump to target");
                 reply.accept().await;
-                let updates = self.identity_updates.as_ref().map(|u| u.subscribe());
+                let updates = Some(serving.updates.subscribe());
                 super::inner::spawn(
                     self.server.clone(),
                     identity,
@@ -268,152 +404,24 @@ impl Handler for OuterHandler {
                 reply.reject(ChannelOpenFailure::ConnectFailed).await;
             }
         }
-        Ok(())
     }
 
-    async fn pty_request(
-        &mut self,
-        channel: ChannelId,
-        _term: &str,
-        _cols: u32,
-        _rows: u32,
-        _pw: u32,
-        _ph: u32,
-        _modes: &[(Pty, u32)],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        match self.proxy() {
-            Some(p) => p.answer_request(channel, session, false).await,
-            None => {
-                self.command_ptys.insert(channel);
-                session.channel_success(channel)?
-            }
-        }
-        Ok(())
-    }
-
-    async fn env_request(
-        &mut self,
-        channel: ChannelId,
-        _name: &str,
-        _value: &str,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        match self.proxy() {
-            Some(p) => p.answer_request(channel, session, false).await,
-            None => session.channel_failure(channel)?,
-        }
-        Ok(())
-    }
-
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        if let Some(p) = self.proxy() {
-            p.answer_request(channel, session, true).await;
-            return Ok(());
-        }
-        session.channel_success(channel)?;
-        self.run_command(channel, "help --shell");
-        Ok(())
-    }
-
-    async fn exec_request(
-        &mut self,
-        channel: ChannelId,
-        data: &[u8],
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        if let Some(p) = self.proxy() {
-            p.answer_request(channel, session, true).await;
-            return Ok(());
-        }
-        session.channel_success(channel)?;
-        let line = String::from_utf8_lossy(data).into_owned();
-        self.run_command(channel, &line);
-        Ok(())
-    }
-
-    async fn subsystem_request(
-        &mut self,
-        channel: ChannelId,
-        _name: &str,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        match self.proxy() {
-            Some(p) => p.answer_request(channel, session, true).await,
-            None => session.channel_failure(channel)?,
-        }
-        Ok(())
-    }
-
-    async fn x11_request(
-        &mut self,
-        channel: ChannelId,
-        _single: bool,
-        _proto: &str,
-        _cookie: &str,
-        _screen: u32,
-        session: &mut Session,
-    ) -> Result<(), Self::Error> {
-        session.channel_failure(channel)?;
-        Ok(())
-    }
-
-    async fn agent_request(&mut self, _channel: ChannelId, _session: &mut Session) -> Result<bool, Self::Error> {
-        Ok(false)
-    }
-
-    async fn signal(&mut self, _channel: ChannelId, _signal: Sig, _session: &mut Session) -> Result<(), Self::Error> {
-        Ok(())
-    }
-
-    async fn tcpip_forward(
-        &mut self,
-        address: &str,
-        port: &mut u32,
-        _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
-        Ok(match self.proxy() {
-            Some(p) => p.tcpip_forward(address, port).await,
-            None => false,
-        })
-    }
-
-    async fn cancel_tcpip_forward(
-        &mut self,
-        address: &str,
-        port: u32,
-        _session: &mut Session,
-    ) -> Result<bool, Self::Error> {
-        Ok(match self.proxy() {
-            Some(p) => p.cancel_tcpip_forward(address, port).await,
-            None => false,
-        })
-    }
-
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
-        if let Some(p) = self.proxy() {
-            p.channel_closed(channel);
-        }
-        self.command_channels.remove(&channel);
-        Ok(())
-    }
-}
-
-impl OuterHandler {
     /// Runs a bastion command on a command channel and closes it.
     fn run_command(&mut self, channel: ChannelId, line: &str) {
-        let Some(ch) = self.command_channels.remove(&channel) else {
+        let Phase::Serving(serving) = &mut self.phase else {
             return;
         };
-        let pty = self.command_ptys.remove(&channel);
-        // The latest groups from the live re-check, not those of login.
-        let identity = match &self.identity_updates {
-            Some(updates) => updates.borrow().clone(),
-            None => self.identity.clone().expect("commands run only after authentication"),
+        let Mode::Bastion(commands) = &mut serving.mode else {
+            return;
         };
+        let Some(ch) = commands.open.remove(&channel) else {
+            return;
+        };
+        let pty = commands.ptys.remove(&channel);
         let ctx = commands::CommandCtx {
-            bastion: self.bastion.clone(),
-            identity,
+            bastion: self.server.bastion.clone(),
+            // The latest groups from the live re-check, not those of login.
+            identity: serving.updates.borrow().clone(),
             client: self.peer,
         };
         let line = line.to_string();

@@ -8,6 +8,11 @@
 //!   live re-check of a connection and for each Kubernetes certificate.
 //! * [`grant`]: a break-glass grant, once its reason passed the policy's
 //!   checks, stored, audited and alerted; [`session_started`] under one.
+//! * [`enrollment_gate`]: what a user in only to enroll TOTP may do.
+
+mod enrollment;
+
+pub use enrollment::{Step, enrollment_gate};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,8 +38,15 @@ fn active_grants(bastion: &Bastion, identity: &Identity, now: i64) -> Vec<policy
     }
 }
 
-/// Decides a login with the user's active grants.
+/// Decides a login with the user's active grants; a user in only to enroll
+/// TOTP reaches no target.
 pub fn decide_login(bastion: &Bastion, identity: &Identity, target: &Target, login: &str) -> policy::Decision {
+    if let Err(why) = enrollment_gate(identity, Step::Target) {
+        return policy::Decision {
+            verdict: policy::Verdict::Deny(why.into()),
+            explanation: vec!["the user must enroll TOTP before reaching any target".into()],
+        };
+    }
     let now = now();
     let grants = active_grants(bastion, identity, now);
     policy::decide(
