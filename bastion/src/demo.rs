@@ -77,9 +77,7 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
         Some(_) => (AD_USER.to_string(), AD_PASSWORD.to_string()),
     };
     let login = current_login();
-    let user_ca_line = ca::read_private_key(&keys.join(ca::USER_CA))?
-        .public_key()
-        .to_openssh()?;
+    let user_ca_line = ca::public_key_line(&keys.join(ca::USER_CA))?;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -112,18 +110,14 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let totp_secret = enroll_demo_totp(&config, &demo_user)?;
 
-    let host_key_line = ca::read_private_key(&keys.join(ca::HOST_KEY))?
-        .public_key()
-        .to_openssh()?;
-    let host_ca_line = ca::read_private_key(&keys.join(ca::HOST_CA))?
-        .public_key()
-        .to_openssh()?;
+    let host_key_line = ca::public_key_line(&keys.join(ca::HOST_KEY))?;
     let known_hosts = dir.join("known_hosts");
     fs::write(
         &known_hosts,
         format!(
-            "[127.0.0.1]:{} {host_key_line}\n@cert-authority * {host_ca_line}\n",
-            bastion_addr.port()
+            "[127.0.0.1]:{} {host_key_line}\n{}\n",
+            bastion_addr.port(),
+            ca::known_hosts_line("*", &keys.join(ca::HOST_CA))?
         ),
     )?;
     let ssh_config = dir.join("ssh_config");

@@ -167,20 +167,18 @@ impl Authority {
         let cert = b.sign(&self.user_ca)?;
         Ok((key, cert))
     }
+}
 
-    /// The line clients put in `known_hosts` to trust every target (and the
-    /// bastion itself) through the host CA.
-    pub fn known_hosts_line(&self, pattern: &str) -> Result<String> {
-        Ok(format!(
-            "@cert-authority {pattern} {}",
-            self.host_ca.public_key().to_openssh()?
-        ))
-    }
+/// The OpenSSH public line of the key in `path`, as nodes put the user CA
+/// in `TrustedUserCAKeys` and clients pin the bastion's host key.
+pub fn public_key_line(path: &Path) -> Result<String> {
+    Ok(read_private_key(path)?.public_key().to_openssh()?)
+}
 
-    /// The line nodes put in their `TrustedUserCAKeys` file.
-    pub fn user_ca_line(&self) -> Result<String> {
-        Ok(self.user_ca.public_key().to_openssh()?)
-    }
+/// The line clients put in `known_hosts` to trust, for hosts matching
+/// `pattern`, every host certificate the host CA in `host_ca` signs.
+pub fn known_hosts_line(pattern: &str, host_ca: &Path) -> Result<String> {
+    Ok(format!("@cert-authority {pattern} {}", public_key_line(host_ca)?))
 }
 
 /// Checks a node's host key against pins and an optional host CA.
