@@ -16,11 +16,10 @@
 //! A file is deleted only after the store confirmed it; the directory goes
 //! when the manifest is confirmed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +27,11 @@ use sha2::{Digest, Sha256};
 
 use crate::format::{self, ChunkHeader, Event, EventKind};
 use crate::manifest::{ChannelSummary, ChunkEntry, SessionInfo, parse_rfc3339};
+
+mod files;
+
+use files::open_current;
+pub use files::{Spares, drop_cached, fsync_dir, write_new_synced};
 
 pub const META: &str = "meta.json";
 pub const CURRENT: &str = "current.jsonl";
@@ -40,114 +44,6 @@ pub const SPARE_PREFIX: &str = "spare-";
 
 /// At most this many spare files per session.
 pub const SPARES_PER_SESSION: usize = 4;
-
-/// Files of uploaded chunks kept for reuse, in their own session directory.
-///
-/// A new file costs an inode allocation, and on ext4 without a journal that
-/// scans past every inode deleted in the last minutes: with one file created
-/// and one deleted per chunk it was a third of the recorder's CPU in a
-/// download. So the uploader renames a confirmed chunk to a spare name
-/// (fsyncs the directory, so the chunk's name is gone for good, then
-/// truncates it) instead of deleting it, and the writer renames a spare to
-/// `current.jsonl` instead of creating one. Spares are only known in memory:
-/// what a previous process left is deleted when its session is done.
-#[derive(Clone, Default)]
-pub struct Spares(Arc<Mutex<HashMap<PathBuf, Vec<PathBuf>>>>);
-
-impl Spares {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Vec<PathBuf>>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How many spares `dir` has.
-    pub fn count(&self, dir: &Path) -> usize {
-        self.lock().get(dir).map_or(0, Vec::len)
-    }
-
-    /// Keeps `file`, an empty spare in `dir` whose rename is durable.
-    pub fn offer(&self, dir: &Path, file: PathBuf) {
-        self.lock().entry(dir.to_path_buf()).or_default().push(file);
-    }
-
-    fn take(&self, dir: &Path) -> Option<PathBuf> {
-        let mut map = self.lock();
-        let list = map.get_mut(dir)?;
-        let file = list.pop();
-        if list.is_empty() {
-            map.remove(dir);
-        }
-        file
-    }
-
-    /// The session is done: its spares are no longer used.
-    pub fn forget(&self, dir: &Path) {
-        self.lock().remove(dir);
-    }
-}
-
-/// `rename(2)` that fails instead of replacing an existing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let from = std::ffi::CString::new(from.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let to = std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: both are NUL-terminated paths that live for the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Opens a new, empty `current.jsonl` in `dir`: a spare renamed to it if
-/// there is one, else a new file; never an existing `current.jsonl`.
-fn open_current(dir: &Path, spares: &Spares) -> io::Result<File> {
-    let current = dir.join(CURRENT);
-    while let Some(spare) = spares.take(dir) {
-        if rename_noreplace(&spare, &current).is_ok() {
-            return OpenOptions::new().write(true).truncate(true).open(&current);
-        }
-    }
-    OpenOptions::new().write(true).create_new(true).open(&current)
-}
-
-/// Lets the kernel drop the file's pages from the page cache once they are
-/// on disk. A recording is written once and read rarely: kept cached, a
-/// busy session's output would push out what the machine does read, and
-/// every new page costs an allocation (on the development VM, a host page
-/// fault: the kernel's copy into fresh page-cache pages was the recorder's
-/// largest cost in a download, above SHA-256). Dropped pages are reused at
-/// once. The whole file, also the last page still being appended to: keeping
-/// that page (dropping only whole pages below the fsynced size) measured
-/// slower in `recbench` (text 150 against 225 MiB/s). Advice only: a failure
-/// changes nothing.
-pub fn drop_cached(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: posix_fadvise only reads its integer arguments; the fd is open for the call.
-    unsafe {
-        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
-    }
-}
-
-/// Makes a rename or a new name durable: the directory entry itself must reach the disk.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Creates `path` (never overwriting), writes `bytes`, fsyncs file and directory.
-pub fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fsync_dir(path.parent().unwrap_or(Path::new(".")))
-}
 
 /// Appends one line to `index.jsonl` and fsyncs it.
 fn append_index(dir: &Path, entry: &IndexEntry) -> io::Result<u64> {
@@ -698,57 +594,5 @@ impl ChannelBook {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn writer(dir: &Path) -> ChunkWriter {
-        ChunkWriter::new(dir.to_path_buf(), "s1".into(), 0, format::ZERO_HASH.into())
-    }
-
-    fn output(w: &mut ChunkWriter, t: f64, text: &str) {
-        w.append_data(t, 0, false, false, &format::Piece::Text(text.into()))
-            .unwrap();
-    }
-
-    #[test]
-    fn a_flush_makes_the_open_chunk_durable_up_to_what_was_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = writer(dir.path());
-        assert!(w.begin_flush().unwrap().is_none(), "nothing written yet");
-        output(&mut w, 0.1, "hello\r\n");
-        let before = w.size();
-        assert_eq!(w.unsynced(), before);
-        let job = w.begin_flush().unwrap().expect("something to fsync");
-        // Appends go on while the fsync runs; they stay unsynced.
-        output(&mut w, 0.2, "more\r\n");
-        let upto = job.run().unwrap();
-        assert_eq!(upto, before);
-        w.flushed(upto);
-        assert_eq!(w.unsynced(), w.size() - before);
-        assert_eq!(fs::metadata(dir.path().join(CURRENT)).unwrap().len(), before);
-        // The seal covers the rest, and the next chunk starts with nothing durable.
-        let (entry, _) = w.seal(vec![]).unwrap().unwrap();
-        assert_eq!(
-            entry.size,
-            before + "{\"t\":0.2,\"ch\":0,\"e\":\"o\",\"d\":\"more\\r\\n\"}\n".len() as u64
-        );
-        assert_eq!((w.size(), w.unsynced()), (0, 0));
-        assert!(w.begin_flush().unwrap().is_none());
-    }
-
-    #[test]
-    fn no_flush_while_the_previous_chunk_is_sealed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = writer(dir.path());
-        output(&mut w, 0.1, "first\r\n");
-        let job = w.begin_seal().unwrap();
-        output(&mut w, 0.2, "second\r\n");
-        // The next chunk waits in memory: `current.jsonl` is still the sealing chunk's.
-        assert!(w.begin_flush().unwrap().is_none());
-        job.run(vec![]).unwrap();
-        w.sealed();
-        let job = w.begin_flush().unwrap().expect("now it can be written and fsynced");
-        w.flushed(job.run().unwrap());
-        assert_eq!(w.unsynced(), 0);
-    }
-}
+#[path = "spool_tests.rs"]
+mod tests;

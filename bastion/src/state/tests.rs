@@ -1,7 +1,12 @@
+//! Unit tests of the state store, by table. One file although long: every
+//! test shares the one `Fixture` (a store in a temporary directory) and the
+//! cross-process helpers, and each section mirrors a file of `state/`.
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 
+use super::users::failure_record;
 use super::*;
 use crate::factors::lockout::Gate;
 
