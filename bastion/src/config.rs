@@ -7,11 +7,14 @@
 //! the line numbers; [`Config::parse`] calls them in turn.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 mod access;
+mod alerts;
+mod audit;
 mod auth;
 mod directory;
 mod emergency;
@@ -26,7 +29,8 @@ mod startups;
 mod state;
 mod targets;
 mod users;
-pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
+pub use alerts::{AlertsConfig, WebhookConfig};
+pub use audit::AuditConfig;
 pub use auth::{AuthConfig, Factor};
 pub use directory::DirectoryConfig;
 pub use emergency::EmergencyAccount;
@@ -102,9 +106,9 @@ struct RawConfig {
     #[serde(default)]
     break_glass: Option<Spanned<access::RawBreakGlass>>,
     #[serde(default)]
-    alerts: Option<Spanned<access::RawAlerts>>,
+    alerts: Option<Spanned<alerts::RawAlerts>>,
     #[serde(default)]
-    audit: Option<Spanned<access::RawAudit>>,
+    audit: Option<Spanned<audit::RawAudit>>,
     #[serde(default)]
     clusters: Vec<Spanned<kube::RawCluster>>,
 }
@@ -128,6 +132,20 @@ impl Lines<'_> {
             key: key.into(),
             message: message.into(),
         }
+    }
+
+    /// `v` as a humantime duration; the error names `key` and shows examples.
+    fn duration(&self, key: impl Into<String>, v: &Spanned<String>) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.error(
+                key,
+                v,
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"",
+                    v.get_ref()
+                ),
+            )
+        })
     }
 }
 
@@ -176,14 +194,14 @@ impl Config {
 
         let with_lines: Vec<(usize, &Target)> = target_lines.iter().copied().zip(targets.iter()).collect();
         let parsed = access::parse_policy(&lines, &raw.rules, &with_lines, raw.break_glass.as_ref(), &server)?;
-        let alerts = access::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
+        let alerts = alerts::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
         let clusters = kube::parse_clusters(&lines, &raw.clusters, &path)?;
 
         Ok(Config {
             policy: parsed.policy,
             rule_lines: parsed.rule_lines,
             alerts,
-            audit: access::parse_audit(raw.audit.as_ref(), base_dir, &path),
+            audit: audit::parse_audit(raw.audit.as_ref(), base_dir, &path),
             base_dir: base_dir.to_path_buf(),
             server,
             recording,
@@ -226,8 +244,6 @@ fn key_of_toml_error(e: &toml::de::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";

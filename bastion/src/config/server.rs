@@ -150,16 +150,7 @@ fn parse_duration(
 ) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
-        Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
-            lines.error(
-                format!("server.{key}"),
-                s,
-                format!(
-                    "`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"",
-                    s.get_ref()
-                ),
-            )
-        }),
+        Some(s) => lines.duration(format!("server.{key}"), s),
     }
 }
 
