@@ -2,10 +2,10 @@
 //!
 //! Parsing is pure (text in, [`Config`] or [`ConfigError`] out) so that
 //! `bastion config check` and `bastion serve` report the same errors, and so
-//! that every error names the key and the line it sits on.
+//! that every error names the key and the line it sits on. Each section is
+//! parsed by its own module, which takes the raw section and [`Lines`] for
+//! the line numbers; [`Config::parse`] calls them in turn.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,26 +13,38 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod access;
+mod alerts;
+mod audit;
+mod auth;
+mod directory;
+mod emergency;
+mod keys;
 mod kube;
 mod ldap;
+mod names;
 mod recording;
+mod server;
 mod ssh_address;
 mod startups;
-pub use access::{AlertsConfig, AuditConfig, WebhookConfig};
+mod state;
+mod targets;
+mod users;
+pub use alerts::{AlertsConfig, WebhookConfig};
+pub use audit::AuditConfig;
+pub use auth::{AuthConfig, Factor};
+pub use directory::DirectoryConfig;
+pub use emergency::EmergencyAccount;
+pub use keys::is_security_key;
 pub use kube::{Cluster, KeyType};
 pub use ldap::{Flavor, LdapConfig};
+pub use names::valid_name;
 pub use recording::{RecordingConfig, S3StoreConfig, StoreConfig, parse_size};
+pub use server::{DEFAULT_MAX_STARTUPS, ServerConfig};
 pub use ssh_address::SshAddress;
 pub use startups::Startups;
-
-/// `server.max_startups` unless set: it takes more than 50 source addresses
-/// (or IPv6 /64s), each at the default `max_startups_per_source` of 8, before
-/// early drop refuses anyone else; `full` stays well under `max_connections`.
-pub const DEFAULT_MAX_STARTUPS: Startups = Startups {
-    start: 400,
-    rate: 30,
-    full: 800,
-};
+pub use state::StateConfig;
+pub use targets::Target;
+pub use users::User;
 
 /// A configuration error that points at the offending key and line.
 #[derive(Debug, thiserror::Error)]
@@ -71,293 +83,34 @@ pub struct Config {
     pub clusters: Vec<Cluster>,
 }
 
-/// Which directory proves users.
-#[derive(Debug, Clone)]
-pub enum DirectoryConfig {
-    /// The `[[users]]` of this file.
-    Embedded,
-    /// LDAP / Active Directory; `line` points at the table for errors found
-    /// when the directory opens (files it names).
-    Ldap { config: Box<LdapConfig>, line: usize },
-}
-
-/// A second factor or first factor, as named in `auth.methods`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Factor {
-    /// The directory password (keyboard-interactive `Password:`).
-    Password,
-    /// A registered plain SSH key.
-    PublicKey,
-    /// A registered FIDO key (`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`).
-    SecurityKey,
-    /// A TOTP code (keyboard-interactive `Verification code:`).
-    Totp,
-}
-
-impl Factor {
-    pub fn parse(s: &str) -> Option<Factor> {
-        Some(match s {
-            "password" => Factor::Password,
-            "publickey" => Factor::PublicKey,
-            "sk" => Factor::SecurityKey,
-            "totp" => Factor::Totp,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Factor::Password => "password",
-            Factor::PublicKey => "publickey",
-            Factor::SecurityKey => "sk",
-            Factor::Totp => "totp",
-        }
-    }
-}
-
-/// How users prove who they are.
-#[derive(Debug, Clone)]
-pub struct AuthConfig {
-    /// Combinations of factors that suffice; any one combination is enough.
-    pub methods: Vec<Vec<Factor>>,
-    /// Failures before an account (or source) is locked.
-    pub max_failures: u32,
-    /// How long a lock lasts.
-    pub lockout: Duration,
-    /// How often live sessions are re-validated against the directory.
-    pub recheck_interval: Duration,
-    /// Name shown in authenticator apps.
-    pub totp_issuer: String,
-    /// How long an enrollment token from `bastion users enroll-token` is valid.
-    pub enroll_token_ttl: Duration,
-    /// If set, a user without TOTP may enroll without a token until this
-    /// moment (unix seconds): the first-login window.
-    pub enrollment_open_until: Option<i64>,
-}
-
-/// Where shared state lives (TOTP seeds, used codes, failure counters, tokens).
-#[derive(Debug, Clone)]
-pub struct StateConfig {
-    pub db: PathBuf,
-    /// 32-byte key that encrypts TOTP seeds at rest.
-    pub key_file: PathBuf,
-}
-
-/// An account that works while the directory is down: FIDO key only,
-/// always break-glass.
-#[derive(Debug, Clone)]
-pub struct EmergencyAccount {
-    pub name: String,
-    pub keys: Vec<russh::keys::PublicKey>,
-}
-
-/// Listener, keys and connection hygiene.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    /// The bastion's own host key (outer connections).
-    pub host_key: PathBuf,
-    /// Signs the host certificates the inner connections present for targets.
-    pub host_ca: PathBuf,
-    /// Signs the short-lived user certificates the bastion logs in to nodes with.
-    pub user_ca: PathBuf,
-    /// Signs recording manifests (used by the recorder).
-    pub recording_key: PathBuf,
-    /// A session with no traffic in either direction for this long is closed.
-    pub idle_timeout: Duration,
-    /// Hard cap on the length of any session.
-    pub max_session: Duration,
-    /// Keepalive interval: TCP keepalive probes towards clients (3 missed and
-    /// the connection is dropped), SSH keepalives towards nodes.
-    pub keepalive_interval: Duration,
-    /// Concurrent connections from one source address.
-    pub max_connections_per_source: usize,
-    /// Concurrent connections in total.
-    pub max_connections: usize,
-    /// How long a client may take from connecting to authenticated.
-    pub login_grace_time: Duration,
-    /// Unauthenticated connections in total (`start:rate:full`, early drop).
-    pub max_startups: Startups,
-    /// Unauthenticated connections from one source address (IPv6: its /64).
-    pub max_startups_per_source: usize,
-    /// How long SIGTERM waits for running sessions before closing them.
-    pub shutdown_grace: Duration,
-    /// Lifetime of the certificate used to log in to a node.
-    pub node_cert_validity: Duration,
-    /// Timeout for the TCP connect and SSH handshake to a node.
-    pub node_connect_timeout: Duration,
-    /// Environment variables passed on to nodes (exact names or `PREFIX*`).
-    pub accept_env: Vec<String>,
-    /// `HOST` or `HOST:PORT` engineers reach the bastion at, written into
-    /// exec-plugin kubeconfigs; unset, derived from `listen` and the host name.
-    pub public_address: Option<String>,
-}
-
-/// A node the bastion can reach.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Name users type (`root@node-1`); also the principal of its host certificate.
-    pub name: String,
-    /// Where the node's sshd listens.
-    pub address: String,
-    pub labels: BTreeMap<String, String>,
-    /// Logins the bastion will sign certificates for on this node.
-    pub logins: Vec<String>,
-    /// Pinned host keys (OpenSSH public key lines); any one matching is enough.
-    pub host_keys: Vec<russh::keys::PublicKey>,
-    /// A host CA whose certificates for `name` are accepted.
-    pub host_ca: Option<russh::keys::PublicKey>,
-    /// Whether `-L`/`-D` forwards through this node are allowed.
-    pub allow_local_forwarding: bool,
-    /// Whether `-R` forwards on this node are allowed.
-    pub allow_remote_forwarding: bool,
-    /// Shorthand for a rule: members of these directory groups (CN or DN)
-    /// may use any of the target's logins. Empty: only `[[rules]]` grant it.
-    pub groups: Vec<String>,
-}
-
-impl Target {
-    /// The target as the policy crate sees it.
-    pub fn as_policy(&self) -> policy::Target<'_> {
-        policy::Target {
-            name: &self.name,
-            labels: &self.labels,
-            logins: &self.logins,
-            allow_local_forwarding: self.allow_local_forwarding,
-            allow_remote_forwarding: self.allow_remote_forwarding,
-        }
-    }
-}
-
-/// A user of the embedded directory.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub name: String,
-    /// Argon2 PHC string; absent means password login is impossible.
-    pub password_hash: Option<String>,
-    pub keys: Vec<russh::keys::PublicKey>,
-    pub groups: Vec<String>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    server: Spanned<RawServer>,
+    server: Spanned<server::RawServer>,
     #[serde(default)]
     recording: Option<Spanned<recording::RawRecording>>,
     #[serde(default)]
-    targets: Vec<Spanned<RawTarget>>,
+    targets: Vec<Spanned<targets::RawTarget>>,
     #[serde(default)]
-    users: Vec<Spanned<RawUser>>,
+    users: Vec<Spanned<users::RawUser>>,
     #[serde(default)]
-    directory: Option<Spanned<RawDirectory>>,
+    directory: Option<Spanned<directory::RawDirectory>>,
     #[serde(default)]
-    auth: Option<Spanned<RawAuth>>,
+    auth: Option<Spanned<auth::RawAuth>>,
     #[serde(default)]
-    state: Option<Spanned<RawState>>,
+    state: Option<Spanned<state::RawState>>,
     #[serde(default)]
-    emergency: Vec<Spanned<RawEmergency>>,
+    emergency: Vec<Spanned<emergency::RawEmergency>>,
     #[serde(default)]
     rules: Vec<Spanned<access::RawRule>>,
     #[serde(default)]
     break_glass: Option<Spanned<access::RawBreakGlass>>,
     #[serde(default)]
-    alerts: Option<Spanned<access::RawAlerts>>,
+    alerts: Option<Spanned<alerts::RawAlerts>>,
     #[serde(default)]
-    audit: Option<Spanned<access::RawAudit>>,
+    audit: Option<Spanned<audit::RawAudit>>,
     #[serde(default)]
     clusters: Vec<Spanned<kube::RawCluster>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDirectory {
-    kind: Spanned<String>,
-    #[serde(default)]
-    ldap: Option<Spanned<toml::Table>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    methods: Option<Spanned<Vec<Vec<String>>>>,
-    max_failures: Option<u32>,
-    lockout: Option<Spanned<String>>,
-    recheck_interval: Option<Spanned<String>>,
-    totp_issuer: Option<String>,
-    enroll_token_ttl: Option<Spanned<String>>,
-    enrollment_open_until: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    db: Spanned<String>,
-    key_file: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEmergency {
-    name: Spanned<String>,
-    keys: Spanned<Vec<Spanned<String>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Spanned<String>,
-    host_key: Spanned<String>,
-    host_ca: Spanned<String>,
-    user_ca: Spanned<String>,
-    recording_key: Spanned<String>,
-    idle_timeout: Option<Spanned<String>>,
-    max_session: Option<Spanned<String>>,
-    keepalive_interval: Option<Spanned<String>>,
-    max_connections_per_source: Option<usize>,
-    max_connections: Option<usize>,
-    login_grace_time: Option<Spanned<String>>,
-    max_startups: Option<Spanned<String>>,
-    max_startups_per_source: Option<usize>,
-    shutdown_grace: Option<Spanned<String>>,
-    node_cert_validity: Option<Spanned<String>>,
-    node_connect_timeout: Option<Spanned<String>>,
-    accept_env: Option<Vec<String>>,
-    public_address: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    name: Spanned<String>,
-    address: Spanned<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    logins: Spanned<Vec<String>>,
-    #[serde(default)]
-    host_keys: Vec<Spanned<String>>,
-    host_ca: Option<Spanned<String>>,
-    #[serde(default = "default_true")]
-    allow_local_forwarding: bool,
-    #[serde(default)]
-    allow_remote_forwarding: bool,
-    #[serde(default)]
-    groups: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUser {
-    name: Spanned<String>,
-    password_hash: Option<Spanned<String>>,
-    #[serde(default)]
-    keys: Vec<Spanned<String>>,
-    #[serde(default)]
-    groups: Vec<String>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Maps byte offsets of the source to 1-based line numbers.
@@ -379,6 +132,20 @@ impl Lines<'_> {
             key: key.into(),
             message: message.into(),
         }
+    }
+
+    /// `v` as a humantime duration; the error names `key` and shows examples.
+    fn duration(&self, key: impl Into<String>, v: &Spanned<String>) -> Result<Duration, ConfigError> {
+        humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.error(
+                key,
+                v,
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"",
+                    v.get_ref()
+                ),
+            )
+        })
     }
 }
 
@@ -416,349 +183,25 @@ impl Config {
             let p = PathBuf::from(s.get_ref());
             if p.is_absolute() { p } else { base_dir.join(p) }
         };
-        let duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| match v {
-            None => Ok(default),
-            Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
-                lines.error(
-                    format!("server.{key}"),
-                    s,
-                    format!(
-                        "`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"",
-                        s.get_ref()
-                    ),
-                )
-            }),
-        };
-        let rs = raw.server.get_ref();
-        let listen = rs.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
-            lines.error(
-                "server.listen",
-                &rs.listen,
-                format!(
-                    "`{}` is not an address:port such as \"0.0.0.0:22\"",
-                    rs.listen.get_ref()
-                ),
-            )
-        })?;
-        let server = ServerConfig {
-            listen,
-            host_key: path(&rs.host_key),
-            host_ca: path(&rs.host_ca),
-            user_ca: path(&rs.user_ca),
-            recording_key: path(&rs.recording_key),
-            idle_timeout: duration("idle_timeout", &rs.idle_timeout, Duration::from_secs(15 * 60))?,
-            max_session: duration("max_session", &rs.max_session, Duration::from_secs(8 * 3600))?,
-            keepalive_interval: duration("keepalive_interval", &rs.keepalive_interval, Duration::from_secs(30))?,
-            max_connections_per_source: rs.max_connections_per_source.unwrap_or(50),
-            max_connections: rs.max_connections.unwrap_or(2000),
-            login_grace_time: duration("login_grace_time", &rs.login_grace_time, Duration::from_secs(90))?,
-            max_startups: match &rs.max_startups {
-                None => DEFAULT_MAX_STARTUPS,
-                Some(v) => Startups::parse(v.get_ref()).map_err(|e| lines.error("server.max_startups", v, e))?,
-            },
-            max_startups_per_source: rs.max_startups_per_source.unwrap_or(8),
-            shutdown_grace: duration("shutdown_grace", &rs.shutdown_grace, Duration::from_secs(30))?,
-            node_cert_validity: duration("node_cert_validity", &rs.node_cert_validity, Duration::from_secs(300))?,
-            node_connect_timeout: duration(
-                "node_connect_timeout",
-                &rs.node_connect_timeout,
-                Duration::from_secs(10),
-            )?,
-            accept_env: rs
-                .accept_env
-                .clone()
-                .unwrap_or_else(|| vec!["LANG".into(), "LC_*".into()]),
-            public_address: match &rs.public_address {
-                None => None,
-                Some(a) => {
-                    let text = a.get_ref().trim();
-                    if text.contains(|c: char| c.is_whitespace() || c == '@') || SshAddress::parse(text).is_none() {
-                        return Err(lines.error(
-                            "server.public_address",
-                            a,
-                            format!("`{text}` is not a HOST or HOST:PORT such as \"bastion.example.com:22\""),
-                        ));
-                    }
-                    Some(text.to_string())
-                }
-            },
-        };
-        if server.node_cert_validity < Duration::from_secs(30) || server.node_cert_validity > Duration::from_secs(3600)
-        {
-            return Err(lines.error(
-                "server.node_cert_validity",
-                rs.node_cert_validity.as_ref().expect("default is in range"),
-                "must be between 30s and 1h: node certificates are meant to be short-lived",
-            ));
-        }
+        let server = server::parse_server(&lines, &raw.server, &path)?;
         let recording = recording::parse_recording(&lines, raw.recording.as_ref(), base_dir, &path)?;
-
-        let mut targets: Vec<Target> = Vec::new();
-        let mut target_lines = Vec::new();
-        for (i, t) in raw.targets.iter().enumerate() {
-            target_lines.push(lines.line_of(t.span().start));
-            let t = t.get_ref();
-            let key = |k: &str| format!("targets[{i}].{k}");
-            let name = t.name.get_ref().clone();
-            if !valid_name(&name) {
-                return Err(lines.error(
-                    key("name"),
-                    &t.name,
-                    "a target name is letters, digits, '-', '_' and '.' only",
-                ));
-            }
-            if targets.iter().any(|o| o.name == name) {
-                return Err(lines.error(key("name"), &t.name, format!("target `{name}` is declared twice")));
-            }
-            if t.address
-                .get_ref()
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
-            {
-                return Err(lines.error(
-                    key("address"),
-                    &t.address,
-                    format!("`{}` is not host:port", t.address.get_ref()),
-                ));
-            }
-            if t.logins.get_ref().is_empty() {
-                return Err(lines.error(key("logins"), &t.logins, "list at least one login"));
-            }
-            let mut host_keys = Vec::new();
-            for (j, k) in t.host_keys.iter().enumerate() {
-                host_keys.push(
-                    parse_public_key(k.get_ref())
-                        .map_err(|e| lines.error(format!("targets[{i}].host_keys[{j}]"), k, e))?,
-                );
-            }
-            let host_ca = match &t.host_ca {
-                None => None,
-                Some(k) => Some(parse_public_key(k.get_ref()).map_err(|e| lines.error(key("host_ca"), k, e))?),
-            };
-            if host_keys.is_empty() && host_ca.is_none() {
-                return Err(lines.error(
-                    key("name"),
-                    &t.name,
-                    format!(
-                        "target `{name}` has neither `host_keys` nor `host_ca`: the bastion never accepts an unknown host key \
-                         (pin the key from `ssh-keyscan`, or name the CA that signs its host certificate)"
-                    ),
-                ));
-            }
-            targets.push(Target {
-                name,
-                address: t.address.get_ref().clone(),
-                labels: t.labels.clone(),
-                logins: t.logins.get_ref().clone(),
-                host_keys,
-                host_ca,
-                allow_local_forwarding: t.allow_local_forwarding,
-                allow_remote_forwarding: t.allow_remote_forwarding,
-                groups: t.groups.clone(),
-            });
-        }
-
-        let mut users: Vec<User> = Vec::new();
-        for (i, u) in raw.users.iter().enumerate() {
-            let u = u.get_ref();
-            let key = |k: &str| format!("users[{i}].{k}");
-            let name = u.name.get_ref().clone();
-            if !valid_name(&name) {
-                return Err(lines.error(
-                    key("name"),
-                    &u.name,
-                    "a user name is letters, digits, '-', '_' and '.' only",
-                ));
-            }
-            if users.iter().any(|o| o.name == name) {
-                return Err(lines.error(key("name"), &u.name, format!("user `{name}` is declared twice")));
-            }
-            if let Some(h) = &u.password_hash
-                && argon2::PasswordHash::new(h.get_ref()).is_err()
-            {
-                return Err(lines.error(
-                    key("password_hash"),
-                    h,
-                    "not an argon2 PHC string; make one with `bastion users hash-password`",
-                ));
-            }
-            let mut keys = Vec::new();
-            for (j, k) in u.keys.iter().enumerate() {
-                keys.push(
-                    parse_public_key(k.get_ref()).map_err(|e| lines.error(format!("users[{i}].keys[{j}]"), k, e))?,
-                );
-            }
-            users.push(User {
-                name,
-                password_hash: u.password_hash.as_ref().map(|h| h.get_ref().clone()),
-                keys,
-                groups: u.groups.clone(),
-            });
-        }
-
-        let directory = match &raw.directory {
-            None => DirectoryConfig::Embedded,
-            Some(d) => {
-                let d = d.get_ref();
-                match d.kind.get_ref().as_str() {
-                    "embedded" => DirectoryConfig::Embedded,
-                    "ldap" => match &d.ldap {
-                        Some(t) => DirectoryConfig::Ldap {
-                            config: Box::new(
-                                toml::Value::Table(t.get_ref().clone())
-                                    .try_into()
-                                    .map_err(|e: toml::de::Error| lines.error("directory.ldap", t, e.message()))?,
-                            ),
-                            line: lines.line_of(t.span().start),
-                        },
-                        None => {
-                            return Err(lines.error(
-                                "directory.kind",
-                                &d.kind,
-                                "kind = \"ldap\" needs a [directory.ldap] table",
-                            ));
-                        }
-                    },
-                    other => {
-                        return Err(lines.error(
-                            "directory.kind",
-                            &d.kind,
-                            format!("`{other}` is not a directory kind; use \"embedded\" or \"ldap\""),
-                        ));
-                    }
-                }
-            }
-        };
-
-        let auth_duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| match v {
-            None => Ok(default),
-            Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
-                lines.error(
-                    format!("auth.{key}"),
-                    s,
-                    format!("`{}` is not a duration ({e})", s.get_ref()),
-                )
-            }),
-        };
-        let auth = match &raw.auth {
-            None => AuthConfig::default(),
-            Some(a) => {
-                let a = a.get_ref();
-                let methods = match &a.methods {
-                    None => AuthConfig::default().methods,
-                    Some(m) => {
-                        let mut combos = Vec::new();
-                        for combo in m.get_ref() {
-                            let mut factors = Vec::new();
-                            for f in combo {
-                                let Some(factor) = Factor::parse(f) else {
-                                    return Err(lines.error(
-                                        "auth.methods",
-                                        m,
-                                        format!("`{f}` is not a factor; use password, publickey, sk or totp"),
-                                    ));
-                                };
-                                factors.push(factor);
-                            }
-                            factors.sort();
-                            factors.dedup();
-                            if factors.is_empty() {
-                                return Err(lines.error("auth.methods", m, "an empty combination would let anyone in"));
-                            }
-                            combos.push(factors);
-                        }
-                        if combos.is_empty() {
-                            return Err(lines.error("auth.methods", m, "list at least one combination"));
-                        }
-                        combos
-                    }
-                };
-                let enrollment_open_until = match &a.enrollment_open_until {
-                    None => None,
-                    Some(s) => Some(
-                        humantime::parse_rfc3339_weak(s.get_ref())
-                            .map_err(|e| {
-                                lines.error(
-                                    "auth.enrollment_open_until",
-                                    s,
-                                    format!("`{}` is not a UTC time like \"2026-12-01 18:00:00\" ({e})", s.get_ref()),
-                                )
-                            })?
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_secs() as i64)
-                            .unwrap_or(0),
-                    ),
-                };
-                let d = AuthConfig::default();
-                AuthConfig {
-                    methods,
-                    max_failures: a.max_failures.unwrap_or(d.max_failures),
-                    lockout: auth_duration("lockout", &a.lockout, d.lockout)?,
-                    recheck_interval: auth_duration("recheck_interval", &a.recheck_interval, d.recheck_interval)?,
-                    totp_issuer: a.totp_issuer.clone().unwrap_or(d.totp_issuer),
-                    enroll_token_ttl: auth_duration("enroll_token_ttl", &a.enroll_token_ttl, d.enroll_token_ttl)?,
-                    enrollment_open_until,
-                }
-            }
-        };
-        let state = match &raw.state {
-            None => StateConfig {
-                db: base_dir.join("state/bastion.db"),
-                key_file: base_dir.join("keys/state.key"),
-            },
-            Some(st) => StateConfig {
-                db: path(&st.get_ref().db),
-                key_file: path(&st.get_ref().key_file),
-            },
-        };
-        let mut emergency = Vec::new();
-        for (i, e) in raw.emergency.iter().enumerate() {
-            let e = e.get_ref();
-            let name = e.name.get_ref().clone();
-            if !valid_name(&name) {
-                return Err(lines.error(
-                    format!("emergency[{i}].name"),
-                    &e.name,
-                    "letters, digits, '-', '_' and '.' only",
-                ));
-            }
-            if users.iter().any(|u| u.name == name) {
-                return Err(lines.error(
-                    format!("emergency[{i}].name"),
-                    &e.name,
-                    format!("`{name}` is also a [[users]] entry; an emergency account must stand alone"),
-                ));
-            }
-            let mut keys = Vec::new();
-            for (j, k) in e.keys.get_ref().iter().enumerate() {
-                let key = parse_public_key(k.get_ref())
-                    .map_err(|m| lines.error(format!("emergency[{i}].keys[{j}]"), k, m))?;
-                if !is_security_key(&key) {
-                    return Err(lines.error(
-                        format!("emergency[{i}].keys[{j}]"),
-                        k,
-                        "emergency accounts take FIDO keys only (sk-ssh-ed25519@openssh.com or sk-ecdsa-sha2-nistp256@openssh.com)",
-                    ));
-                }
-                keys.push(key);
-            }
-            if keys.is_empty() {
-                return Err(lines.error(format!("emergency[{i}].keys"), &e.keys, "list at least one FIDO key"));
-            }
-            emergency.push(EmergencyAccount { name, keys });
-        }
+        let (targets, target_lines) = targets::parse_targets(&lines, &raw.targets)?;
+        let users = users::parse_users(&lines, &raw.users)?;
+        let directory = directory::parse_directory(&lines, raw.directory.as_ref())?;
+        let auth = auth::parse_auth(&lines, raw.auth.as_ref())?;
+        let state = state::parse_state(raw.state.as_ref(), base_dir, &path);
+        let emergency = emergency::parse_emergency(&lines, &raw.emergency, &users)?;
 
         let with_lines: Vec<(usize, &Target)> = target_lines.iter().copied().zip(targets.iter()).collect();
         let parsed = access::parse_policy(&lines, &raw.rules, &with_lines, raw.break_glass.as_ref(), &server)?;
-        let alerts = access::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
+        let alerts = alerts::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
         let clusters = kube::parse_clusters(&lines, &raw.clusters, &path)?;
 
         Ok(Config {
             policy: parsed.policy,
             rule_lines: parsed.rule_lines,
             alerts,
-            audit: access::parse_audit(raw.audit.as_ref(), base_dir, &path),
+            audit: audit::parse_audit(raw.audit.as_ref(), base_dir, &path),
             base_dir: base_dir.to_path_buf(),
             server,
             recording,
@@ -783,48 +226,6 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name == name)
     }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            methods: vec![
-                vec![Factor::Password, Factor::Totp],
-                vec![Factor::PublicKey, Factor::Totp],
-                vec![Factor::Password, Factor::SecurityKey],
-            ],
-            max_failures: 10,
-            lockout: Duration::from_secs(30 * 60),
-            recheck_interval: Duration::from_secs(5 * 60),
-            totp_issuer: "bastion".into(),
-            enroll_token_ttl: Duration::from_secs(24 * 3600),
-            enrollment_open_until: None,
-        }
-    }
-}
-
-/// Whether a key is a FIDO security key (`sk-…@openssh.com`).
-pub fn is_security_key(key: &russh::keys::PublicKey) -> bool {
-    matches!(
-        key.algorithm(),
-        russh::keys::Algorithm::SkEd25519 | russh::keys::Algorithm::SkEcdsaSha2NistP256
-    )
-}
-
-/// Names of users and targets appear in certificates, logs and file names:
-/// keep them to a safe alphabet.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.')
-}
-
-fn parse_public_key(line: &str) -> Result<russh::keys::PublicKey, String> {
-    russh::keys::PublicKey::from_openssh(line.trim())
-        .map_err(|e| format!("not an OpenSSH public key line such as \"ssh-ed25519 AAAA…\" ({e})"))
 }
 
 fn key_of_toml_error(e: &toml::de::Error) -> String {
@@ -981,15 +382,5 @@ groups = ["k8s-ops"]
         let text = format!("{}\n{t}", base());
         let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
         assert_eq!(e.key, "targets[1].name");
-    }
-
-    #[test]
-    fn names_are_a_safe_alphabet() {
-        assert!(valid_name("node-1.prod_a"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("a b"));
-        assert!(!valid_name("../x"));
-        assert!(!valid_name("a:b"));
-        assert!(!valid_name("a@b"));
     }
 }

@@ -1,16 +1,12 @@
 //! The access part of the configuration: `[[rules]]`, the `groups`
-//! shorthand on targets, `[break_glass]` and `[alerts]`, turned into the
-//! pure [`policy::Policy`] and the alert settings.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! shorthand on targets and `[break_glass]`, turned into the pure
+//! [`policy::Policy`].
 
 use policy::{BreakGlass, Destination, Kind, Policy, Rule, Selector, TicketRule};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Lines, ServerConfig, Target};
-use crate::config::ConfigError;
+use super::{ConfigError, Lines, ServerConfig, Target};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,119 +38,14 @@ pub(super) struct RawBreakGlass {
     warn_before: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAlerts {
-    #[serde(default)]
-    webhooks: Vec<Spanned<RawWebhook>>,
-    retry_initial: Option<Spanned<String>>,
-    retry_max: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWebhook {
-    name: Spanned<String>,
-    url: Spanned<String>,
-    secret_file: Spanned<String>,
-    timeout: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAudit {
-    file: Option<Spanned<String>>,
-    #[serde(default)]
-    stdout: bool,
-    #[serde(default)]
-    syslog: bool,
-    syslog_socket: Option<Spanned<String>>,
-}
-
-/// Where the audit trail goes (`[audit]`).
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    /// The hash-chained JSON-lines file.
-    pub file: PathBuf,
-    /// Also print each event on stdout.
-    pub stdout: bool,
-    /// Also send each event to syslog through this socket (`syslog = true`).
-    pub syslog: Option<PathBuf>,
-}
-
-pub(super) fn parse_audit(
-    raw: Option<&Spanned<RawAudit>>,
-    base_dir: &std::path::Path,
-    path: &dyn Fn(&Spanned<String>) -> PathBuf,
-) -> AuditConfig {
-    let default = base_dir.join("audit/audit.jsonl");
-    match raw.map(|r| r.get_ref()) {
-        None => AuditConfig {
-            file: default,
-            stdout: false,
-            syslog: None,
-        },
-        Some(r) => AuditConfig {
-            file: r.file.as_ref().map(path).unwrap_or(default),
-            stdout: r.stdout,
-            syslog: r.syslog.then(|| {
-                r.syslog_socket
-                    .as_ref()
-                    .map(path)
-                    .unwrap_or_else(|| PathBuf::from("/dev/log"))
-            }),
-        },
-    }
-}
-
-/// Where alerts go (`[alerts]`).
-#[derive(Debug, Clone)]
-pub struct AlertsConfig {
-    pub webhooks: Vec<WebhookConfig>,
-    /// First retry delay; doubles up to `retry_max`.
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig {
-            webhooks: vec![],
-            retry_initial: Duration::from_secs(5),
-            retry_max: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-/// One webhook; the secret is read from `secret_file` when the bastion
-/// starts, never kept in the config itself.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub name: String,
-    pub url: String,
-    pub secret_file: PathBuf,
-    pub timeout: Duration,
-}
-
 /// The policy and, per rule, the line it starts on (for `config check`).
 pub struct ParsedPolicy {
     pub policy: Policy,
     pub rule_lines: Vec<usize>,
 }
 
-fn duration(lines: &Lines<'_>, key: String, v: &Spanned<String>) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(v.get_ref()).map_err(|e| {
-        lines.error(
-            key,
-            v,
-            format!(
-                "`{}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"8h\"",
-                v.get_ref()
-            ),
-        )
-    })
-}
-
+/// The rules (the targets' `groups` shorthand first, then `[[rules]]`) and
+/// `[break_glass]`; sessions are capped by the server's limits.
 pub(super) fn parse_policy(
     lines: &Lines<'_>,
     raw_rules: &[Spanned<RawRule>],
@@ -162,9 +53,30 @@ pub(super) fn parse_policy(
     raw_bg: Option<&Spanned<RawBreakGlass>>,
     server: &ServerConfig,
 ) -> Result<ParsedPolicy, ConfigError> {
+    let (mut rules, mut rule_lines) = shorthand_rules(raw_targets);
+    for (i, r) in raw_rules.iter().enumerate() {
+        rule_lines.push(lines.line_of(r.span().start));
+        rules.push(parse_rule(lines, i, r.get_ref())?);
+    }
+    let break_glass = match raw_bg {
+        None => BreakGlass::default(),
+        Some(raw) => parse_break_glass(lines, raw.get_ref())?,
+    };
+    Ok(ParsedPolicy {
+        policy: Policy {
+            rules,
+            break_glass,
+            max_session: server.max_session,
+            idle_timeout: server.idle_timeout,
+        },
+        rule_lines,
+    })
+}
+
+/// The `groups` shorthand on a target is a rule for that target alone.
+fn shorthand_rules(raw_targets: &[(usize, &Target)]) -> (Vec<Rule>, Vec<usize>) {
     let mut rules = Vec::new();
     let mut rule_lines = Vec::new();
-    // The `groups` shorthand on a target is a rule for that target alone.
     for &(line, t) in raw_targets {
         if t.groups.is_empty() {
             continue;
@@ -186,186 +98,150 @@ pub(super) fn parse_policy(
         rules.push(rule);
         rule_lines.push(line);
     }
-    for (i, r) in raw_rules.iter().enumerate() {
-        let line = lines.line_of(r.span().start);
-        let r = r.get_ref();
-        let key = |k: &str| format!("rules[{i}].{k}");
-        let name = match &r.name {
-            Some(n) => format!("rule {n:?}"),
-            None => format!("rules[{i}]"),
-        };
-        if r.groups.get_ref().is_empty() {
-            return Err(lines.error(
-                key("groups"),
-                &r.groups,
-                "list at least one group (\"*\" for every proven user)",
-            ));
-        }
-        if r.targets.get_ref().is_empty() {
-            return Err(lines.error(key("targets"), &r.targets, "list at least one target selector"));
-        }
-        let mut targets = Vec::new();
-        for s in r.targets.get_ref() {
-            targets.push(Selector::parse(s).map_err(|e| lines.error(key("targets"), &r.targets, e))?);
-        }
-        if r.logins.get_ref().is_empty() {
-            return Err(lines.error(
-                key("logins"),
-                &r.logins,
-                "list at least one login (\"*\" for every login the target lists)",
-            ));
-        }
-        let mut rule = Rule::new(name, r.groups.get_ref().clone(), targets, r.logins.get_ref().clone());
-        if let Some(allow) = &r.allow {
-            let mut kinds = Vec::new();
-            for a in allow.get_ref() {
-                kinds.push(Kind::parse(a).ok_or_else(|| {
-                    lines.error(
-                        key("allow"),
-                        allow,
-                        format!("`{a}` is not a channel kind; use shell, exec, sftp, scp or rsync"),
-                    )
-                })?);
-            }
-            rule.allow = kinds;
-        }
-        for (j, d) in r.local_forward.iter().enumerate() {
-            rule.local_forward.push(
-                Destination::parse(d.get_ref())
-                    .map_err(|e| lines.error(format!("rules[{i}].local_forward[{j}]"), d, e))?,
-            );
-        }
-        for (j, d) in r.remote_forward.iter().enumerate() {
-            rule.remote_forward.push(
-                Destination::parse(d.get_ref())
-                    .map_err(|e| lines.error(format!("rules[{i}].remote_forward[{j}]"), d, e))?,
-            );
-        }
-        if let Some(v) = &r.max_session {
-            rule.max_session = Some(duration(lines, key("max_session"), v)?);
-        }
-        if let Some(v) = &r.idle_timeout {
-            rule.idle_timeout = Some(duration(lines, key("idle_timeout"), v)?);
-        }
-        rule.record_input = r.record_input;
-        rules.push(rule);
-        rule_lines.push(line);
-    }
-
-    let mut bg = BreakGlass::default();
-    if let Some(raw) = raw_bg {
-        let raw = raw.get_ref();
-        let key = |k: &str| format!("break_glass.{k}");
-        if let Some(sel) = &raw.selector {
-            let mut selectors = Vec::new();
-            for s in sel.get_ref() {
-                selectors.push(Selector::parse(s).map_err(|e| lines.error(key("selector"), sel, e))?);
-            }
-            if selectors.is_empty() {
-                return Err(lines.error(
-                    key("selector"),
-                    sel,
-                    "an empty selector would make no target break-glass; keep the default role=control-plane or name one",
-                ));
-            }
-            bg.selector = selectors;
-        }
-        if let Some(v) = &raw.reason_min {
-            bg.reason_min = *v.get_ref();
-            if bg.reason_min == 0 {
-                return Err(lines.error(key("reason_min"), v, "must be at least 1: a reason is always required"));
-            }
-        }
-        if let Some(v) = &raw.reason_max {
-            bg.reason_max = *v.get_ref();
-            if bg.reason_max < bg.reason_min {
-                return Err(lines.error(key("reason_max"), v, "must not be below reason_min"));
-            }
-        }
-        if bg.reason_max < bg.reason_min {
-            let at = raw
-                .reason_min
-                .as_ref()
-                .expect("only reason_min can push it above the default maximum");
-            return Err(lines.error(
-                key("reason_min"),
-                at,
-                format!(
-                    "is above reason_max ({}): no reason could ever be accepted",
-                    bg.reason_max
-                ),
-            ));
-        }
-        if let Some(v) = &raw.ticket_pattern {
-            bg.ticket = Some(TicketRule::new(v.get_ref()).map_err(|e| lines.error(key("ticket_pattern"), v, e))?);
-        }
-        if let Some(v) = &raw.max_duration {
-            bg.max_duration = duration(lines, key("max_duration"), v)?;
-        }
-        if let Some(v) = &raw.default_duration {
-            bg.default_duration = duration(lines, key("default_duration"), v)?;
-            if bg.default_duration > bg.max_duration || bg.default_duration.is_zero() {
-                return Err(lines.error(
-                    key("default_duration"),
-                    v,
-                    "must be above zero and not above max_duration",
-                ));
-            }
-        } else {
-            bg.default_duration = bg.default_duration.min(bg.max_duration);
-        }
-        if let Some(v) = &raw.warn_before {
-            bg.warn_before = duration(lines, key("warn_before"), v)?;
-        }
-    }
-    Ok(ParsedPolicy {
-        policy: Policy {
-            rules,
-            break_glass: bg,
-            max_session: server.max_session,
-            idle_timeout: server.idle_timeout,
-        },
-        rule_lines,
-    })
+    (rules, rule_lines)
 }
 
-pub(super) fn parse_alerts(
-    lines: &Lines<'_>,
-    raw: Option<&Spanned<RawAlerts>>,
-    path: &dyn Fn(&Spanned<String>) -> PathBuf,
-) -> Result<AlertsConfig, ConfigError> {
-    let mut alerts = AlertsConfig::default();
-    let Some(raw) = raw else {
-        return Ok(alerts);
+/// `rules[i]`.
+fn parse_rule(lines: &Lines<'_>, i: usize, r: &RawRule) -> Result<Rule, ConfigError> {
+    let key = |k: &str| format!("rules[{i}].{k}");
+    let name = match &r.name {
+        Some(n) => format!("rule {n:?}"),
+        None => format!("rules[{i}]"),
     };
-    let raw = raw.get_ref();
-    if let Some(v) = &raw.retry_initial {
-        alerts.retry_initial = duration(lines, "alerts.retry_initial".into(), v)?;
+    if r.groups.get_ref().is_empty() {
+        return Err(lines.error(
+            key("groups"),
+            &r.groups,
+            "list at least one group (\"*\" for every proven user)",
+        ));
     }
-    if let Some(v) = &raw.retry_max {
-        alerts.retry_max = duration(lines, "alerts.retry_max".into(), v)?;
+    if r.targets.get_ref().is_empty() {
+        return Err(lines.error(key("targets"), &r.targets, "list at least one target selector"));
     }
-    for (i, w) in raw.webhooks.iter().enumerate() {
-        let w = w.get_ref();
-        let key = |k: &str| format!("alerts.webhooks[{i}].{k}");
-        let name = w.name.get_ref().clone();
-        if alerts.webhooks.iter().any(|o: &WebhookConfig| o.name == name) {
-            return Err(lines.error(key("name"), &w.name, format!("webhook `{name}` is declared twice")));
+    let mut targets = Vec::new();
+    for s in r.targets.get_ref() {
+        targets.push(Selector::parse(s).map_err(|e| lines.error(key("targets"), &r.targets, e))?);
+    }
+    if r.logins.get_ref().is_empty() {
+        return Err(lines.error(
+            key("logins"),
+            &r.logins,
+            "list at least one login (\"*\" for every login the target lists)",
+        ));
+    }
+    let mut rule = Rule::new(name, r.groups.get_ref().clone(), targets, r.logins.get_ref().clone());
+    parse_channels(lines, i, r, &mut rule)?;
+    if let Some(v) = &r.max_session {
+        rule.max_session = Some(lines.duration(key("max_session"), v)?);
+    }
+    if let Some(v) = &r.idle_timeout {
+        rule.idle_timeout = Some(lines.duration(key("idle_timeout"), v)?);
+    }
+    rule.record_input = r.record_input;
+    Ok(rule)
+}
+
+/// What `rules[i]` allows: its channel kinds and forward destinations.
+fn parse_channels(lines: &Lines<'_>, i: usize, r: &RawRule, rule: &mut Rule) -> Result<(), ConfigError> {
+    if let Some(allow) = &r.allow {
+        let mut kinds = Vec::new();
+        for a in allow.get_ref() {
+            kinds.push(Kind::parse(a).ok_or_else(|| {
+                lines.error(
+                    format!("rules[{i}].allow"),
+                    allow,
+                    format!("`{a}` is not a channel kind; use shell, exec, sftp, scp or rsync"),
+                )
+            })?);
         }
-        let url = w.url.get_ref().clone();
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(lines.error(key("url"), &w.url, "must be an http:// or https:// URL"));
-        }
-        let timeout = match &w.timeout {
-            Some(v) => duration(lines, key("timeout"), v)?,
-            None => Duration::from_secs(10),
-        };
-        alerts.webhooks.push(WebhookConfig {
-            name,
-            url,
-            secret_file: path(&w.secret_file),
-            timeout,
-        });
+        rule.allow = kinds;
     }
-    Ok(alerts)
+    for (j, d) in r.local_forward.iter().enumerate() {
+        rule.local_forward.push(
+            Destination::parse(d.get_ref()).map_err(|e| lines.error(format!("rules[{i}].local_forward[{j}]"), d, e))?,
+        );
+    }
+    for (j, d) in r.remote_forward.iter().enumerate() {
+        rule.remote_forward.push(
+            Destination::parse(d.get_ref())
+                .map_err(|e| lines.error(format!("rules[{i}].remote_forward[{j}]"), d, e))?,
+        );
+    }
+    Ok(())
+}
+
+/// `[break_glass]`, each setting not given at its [`BreakGlass::default`].
+fn parse_break_glass(lines: &Lines<'_>, raw: &RawBreakGlass) -> Result<BreakGlass, ConfigError> {
+    let key = |k: &str| format!("break_glass.{k}");
+    let mut bg = BreakGlass::default();
+    if let Some(sel) = &raw.selector {
+        let mut selectors = Vec::new();
+        for s in sel.get_ref() {
+            selectors.push(Selector::parse(s).map_err(|e| lines.error(key("selector"), sel, e))?);
+        }
+        if selectors.is_empty() {
+            return Err(lines.error(
+                key("selector"),
+                sel,
+                "an empty selector would make no target break-glass; keep the default role=control-plane or name one",
+            ));
+        }
+        bg.selector = selectors;
+    }
+    parse_reason_bounds(lines, raw, &mut bg)?;
+    if let Some(v) = &raw.ticket_pattern {
+        bg.ticket = Some(TicketRule::new(v.get_ref()).map_err(|e| lines.error(key("ticket_pattern"), v, e))?);
+    }
+    if let Some(v) = &raw.max_duration {
+        bg.max_duration = lines.duration(key("max_duration"), v)?;
+    }
+    if let Some(v) = &raw.default_duration {
+        bg.default_duration = lines.duration(key("default_duration"), v)?;
+        if bg.default_duration > bg.max_duration || bg.default_duration.is_zero() {
+            return Err(lines.error(
+                key("default_duration"),
+                v,
+                "must be above zero and not above max_duration",
+            ));
+        }
+    } else {
+        bg.default_duration = bg.default_duration.min(bg.max_duration);
+    }
+    if let Some(v) = &raw.warn_before {
+        bg.warn_before = lines.duration(key("warn_before"), v)?;
+    }
+    Ok(bg)
+}
+
+/// `break_glass.reason_min` and `reason_max`: a reason is always required,
+/// and some length must be acceptable.
+fn parse_reason_bounds(lines: &Lines<'_>, raw: &RawBreakGlass, bg: &mut BreakGlass) -> Result<(), ConfigError> {
+    let key = |k: &str| format!("break_glass.{k}");
+    if let Some(v) = &raw.reason_min {
+        bg.reason_min = *v.get_ref();
+        if bg.reason_min == 0 {
+            return Err(lines.error(key("reason_min"), v, "must be at least 1: a reason is always required"));
+        }
+    }
+    if let Some(v) = &raw.reason_max {
+        bg.reason_max = *v.get_ref();
+        if bg.reason_max < bg.reason_min {
+            return Err(lines.error(key("reason_max"), v, "must not be below reason_min"));
+        }
+    }
+    if bg.reason_max < bg.reason_min {
+        let at = raw
+            .reason_min
+            .as_ref()
+            .expect("only reason_min can push it above the default maximum");
+        return Err(lines.error(
+            key("reason_min"),
+            at,
+            format!(
+                "is above reason_max ({}): no reason could ever be accepted",
+                bg.reason_max
+            ),
+        ));
+    }
+    Ok(())
 }

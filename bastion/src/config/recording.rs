@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Lines;
-use crate::config::ConfigError;
+use super::{ConfigError, Lines};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,12 +133,30 @@ pub(super) fn parse_recording(
         return Ok(cfg);
     };
     let r = raw.get_ref();
-    let size = |key: &str, v: &Spanned<String>| {
-        parse_size(v.get_ref()).map_err(|e| lines.error(format!("recording.{key}"), v, e))
-    };
     if let Some(v) = &r.spool_dir {
         cfg.spool_dir = path(v);
     }
+    parse_sizes(lines, r, &mut cfg)?;
+    if let Some(v) = &r.chunk_interval {
+        cfg.chunk_interval = humantime::parse_duration(v.get_ref())
+            .map_err(|e| lines.error("recording.chunk_interval", v, format!("not a duration ({e})")))?;
+        if cfg.chunk_interval.is_zero() || cfg.chunk_interval > Duration::from_secs(60) {
+            return Err(lines.error(
+                "recording.chunk_interval",
+                v,
+                "must be above zero and at most 60s: a crash loses at most one chunk",
+            ));
+        }
+    }
+    cfg.store = parse_store(lines, r, base_dir, path)?;
+    Ok(cfg)
+}
+
+/// `spool_limit`, `chunk_bytes` and `flush_bytes` (not above the chunk size).
+fn parse_sizes(lines: &Lines<'_>, r: &RawRecording, cfg: &mut RecordingConfig) -> Result<(), ConfigError> {
+    let size = |key: &str, v: &Spanned<String>| {
+        parse_size(v.get_ref()).map_err(|e| lines.error(format!("recording.{key}"), v, e))
+    };
     if let Some(v) = &r.spool_limit {
         cfg.spool_limit_bytes = size("spool_limit", v)?;
     }
@@ -170,77 +187,83 @@ pub(super) fn parse_recording(
         // Small chunks are fsynced whole when sealed, before any flush is due.
         cfg.flush_bytes = cfg.flush_bytes.min(cfg.chunk_bytes);
     }
-    if let Some(v) = &r.chunk_interval {
-        cfg.chunk_interval = humantime::parse_duration(v.get_ref())
-            .map_err(|e| lines.error("recording.chunk_interval", v, format!("not a duration ({e})")))?;
-        if cfg.chunk_interval.is_zero() || cfg.chunk_interval > Duration::from_secs(60) {
-            return Err(lines.error(
-                "recording.chunk_interval",
-                v,
-                "must be above zero and at most 60s: a crash loses at most one chunk",
-            ));
-        }
-    }
+    Ok(())
+}
+
+/// `recording.store`: `worm` (the default) or `s3` with its `[recording.s3]`.
+fn parse_store(
+    lines: &Lines<'_>,
+    r: &RawRecording,
+    base_dir: &Path,
+    path: &dyn Fn(&Spanned<String>) -> PathBuf,
+) -> Result<StoreConfig, ConfigError> {
     let kind = r.store.as_ref().map(|s| s.get_ref().as_str()).unwrap_or("worm");
-    cfg.store = match kind {
+    match kind {
         "worm" => {
             if let Some(at) = &r.s3 {
                 return Err(lines.error("recording.s3", at, "a [recording.s3] table needs store = \"s3\""));
             }
-            StoreConfig::Worm {
+            Ok(StoreConfig::Worm {
                 dir: r.dir.as_ref().map(path).unwrap_or_else(|| base_dir.join("recordings")),
-            }
+            })
         }
         "s3" => {
             let Some(s3) = &r.s3 else {
                 let at = r.store.as_ref().expect("s3 was named");
                 return Err(lines.error("recording.store", at, "store = \"s3\" needs a [recording.s3] table"));
             };
-            let s = s3.get_ref();
-            if s.bucket.get_ref().is_empty() {
-                return Err(lines.error("recording.s3.bucket", &s.bucket, "name the bucket"));
-            }
-            let retention_days = match &s.retention_days {
-                None => 365,
-                Some(d) if *d.get_ref() == 0 => {
-                    return Err(lines.error(
-                        "recording.s3.retention_days",
-                        d,
-                        "must be at least 1: recordings are kept under COMPLIANCE retention",
-                    ));
-                }
-                Some(d) => *d.get_ref(),
-            };
-            if let Some(e) = &s.endpoint
-                && !(e.get_ref().starts_with("https://") || e.get_ref().starts_with("http://"))
-            {
-                return Err(lines.error("recording.s3.endpoint", e, "must be an http:// or https:// URL"));
-            }
-            StoreConfig::S3(S3StoreConfig {
-                s3: recorder::store::s3::S3Config {
-                    bucket: s.bucket.get_ref().clone(),
-                    prefix: s.prefix.clone(),
-                    region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                    endpoint: s.endpoint.as_ref().map(|e| e.get_ref().clone()),
-                    path_style: s.path_style,
-                    retention_days,
-                    access_key_id: None,
-                    secret_access_key: None,
-                },
-                access_key_id_file: s.access_key_id_file.as_ref().map(path),
-                secret_access_key_file: s.secret_access_key_file.as_ref().map(path),
-            })
+            Ok(StoreConfig::S3(parse_s3(lines, s3.get_ref(), path)?))
         }
         other => {
             let at = r.store.as_ref().expect("named");
-            return Err(lines.error(
+            Err(lines.error(
                 "recording.store",
                 at,
                 format!("`{other}` is not a store; use \"worm\" (local write-once directory) or \"s3\""),
+            ))
+        }
+    }
+}
+
+/// `[recording.s3]`: the recorder's S3 settings, credentials left to files.
+fn parse_s3(
+    lines: &Lines<'_>,
+    s: &RawS3,
+    path: &dyn Fn(&Spanned<String>) -> PathBuf,
+) -> Result<S3StoreConfig, ConfigError> {
+    if s.bucket.get_ref().is_empty() {
+        return Err(lines.error("recording.s3.bucket", &s.bucket, "name the bucket"));
+    }
+    let retention_days = match &s.retention_days {
+        None => 365,
+        Some(d) if *d.get_ref() == 0 => {
+            return Err(lines.error(
+                "recording.s3.retention_days",
+                d,
+                "must be at least 1: recordings are kept under COMPLIANCE retention",
             ));
         }
+        Some(d) => *d.get_ref(),
     };
-    Ok(cfg)
+    if let Some(e) = &s.endpoint
+        && !(e.get_ref().starts_with("https://") || e.get_ref().starts_with("http://"))
+    {
+        return Err(lines.error("recording.s3.endpoint", e, "must be an http:// or https:// URL"));
+    }
+    Ok(S3StoreConfig {
+        s3: recorder::store::s3::S3Config {
+            bucket: s.bucket.get_ref().clone(),
+            prefix: s.prefix.clone(),
+            region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            endpoint: s.endpoint.as_ref().map(|e| e.get_ref().clone()),
+            path_style: s.path_style,
+            retention_days,
+            access_key_id: None,
+            secret_access_key: None,
+        },
+        access_key_id_file: s.access_key_id_file.as_ref().map(path),
+        secret_access_key_file: s.secret_access_key_file.as_ref().map(path),
+    })
 }
 
 #[cfg(test)]
