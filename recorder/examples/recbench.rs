@@ -41,7 +41,7 @@ fn rusage_seconds(who: libc::c_int) -> f64 {
 fn floor(block: &[u8], packet: usize, total: usize) -> (f64, f64, u64) {
     use recorder::format::{Piece, PieceRef, Utf8Carry, write_data_line};
     use sha2::{Digest, Sha256};
-    // As the recorder merges one stream's pieces (sink.rs `MERGE_BYTES`).
+    // As the recorder merges one stream's pieces (sink/translate.rs `MERGE_BYTES`).
     const MERGE: usize = 64 * 1024;
     let mut carry = Utf8Carry::default();
     let mut pending: Option<Piece> = None;
