@@ -4,6 +4,9 @@
 //! time box closing a session, signed webhook alerts (also after the
 //! receiver was down and the bastion restarted), reviews, `policy explain`
 //! and the dead-rule findings of `config check`.
+//!
+//! One file although long: every test shares the one break-glass lab (a
+//! control-plane node, a worker, the askpass helper) set up here.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -7,6 +7,9 @@
 //! `BASTION_SAMBA_DIR` picks where the AD DC is provisioned (default
 //! `target/tmp/samba-ad`); it is kept between runs so that the next run only
 //! starts it (about 3 s) instead of provisioning (about 30 s).
+//!
+//! One file although long: the tests share the servers started here, and the
+//! Samba DC can run only once at a time.
 
 use std::collections::HashMap;
 use std::net::TcpListener;

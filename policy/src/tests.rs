@@ -1,4 +1,7 @@
 //! Examples and properties of [`decide`] and [`Access::check`].
+//!
+//! One file although long: the examples share one policy fixture, and each
+//! property reads best next to the examples it generalises.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
