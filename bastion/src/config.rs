@@ -147,6 +147,19 @@ impl Lines<'_> {
             )
         })
     }
+
+    /// `key` as a duration, `default` when the file leaves it unset.
+    fn duration_or(
+        &self,
+        key: String,
+        v: &Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => self.duration(key, s),
+        }
+    }
 }
 
 impl Config {
@@ -271,6 +284,22 @@ keys = ["{KEY}"]
 groups = ["k8s-ops"]
 "#
         )
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_key_line_and_the_form_to_write() {
+        for (section, key) in [("auth", "recheck_interval"), ("server", "login_grace_time")] {
+            let setting = format!("[{section}]\n{key} = \"soon\"\n");
+            // base() has a [server] table already: the key goes into it.
+            let text = match base().replacen(&format!("[{section}]\n"), &setting, 1) {
+                same if same == base() => format!("{}\n{setting}", base()),
+                text => text,
+            };
+            let e = Config::parse(&text, "b.toml", Path::new(".")).unwrap_err();
+            assert_eq!(e.key, format!("{section}.{key}"));
+            assert_eq!(e.line, text.lines().position(|l| l.starts_with(key)).unwrap() + 1);
+            assert!(e.to_string().contains("write e.g. \"30s\""), "{e}");
+        }
     }
 
     #[test]

@@ -104,7 +104,9 @@ pub(super) fn parse_auth(lines: &Lines<'_>, raw: Option<&Spanned<RawAuth>>) -> R
         Some(m) => parse_methods(lines, m)?,
     };
     let enrollment_open_until = parse_open_until(lines, a.enrollment_open_until.as_ref())?;
-    let duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| parse_duration(lines, key, v, default);
+    let duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| {
+        lines.duration_or(format!("auth.{key}"), v, default)
+    };
     Ok(AuthConfig {
         methods,
         max_failures: a.max_failures.unwrap_or(d.max_failures),
@@ -159,23 +161,4 @@ fn parse_open_until(lines: &Lines<'_>, raw: Option<&Spanned<String>>) -> Result<
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     ))
-}
-
-/// `auth.KEY` as a humantime duration, `default` when unset.
-fn parse_duration(
-    lines: &Lines<'_>,
-    key: &str,
-    v: &Option<Spanned<String>>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => humantime::parse_duration(s.get_ref()).map_err(|e| {
-            lines.error(
-                format!("auth.{key}"),
-                s,
-                format!("`{}` is not a duration ({e})", s.get_ref()),
-            )
-        }),
-    }
 }

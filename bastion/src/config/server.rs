@@ -90,7 +90,9 @@ pub(super) fn parse_server(
     path: &dyn Fn(&Spanned<String>) -> PathBuf,
 ) -> Result<ServerConfig, ConfigError> {
     let rs = raw.get_ref();
-    let duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| parse_duration(lines, key, v, default);
+    let duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| {
+        lines.duration_or(format!("server.{key}"), v, default)
+    };
     let server = ServerConfig {
         listen: parse_listen(lines, &rs.listen)?,
         host_key: path(&rs.host_key),
@@ -139,19 +141,6 @@ fn parse_listen(lines: &Lines<'_>, listen: &Spanned<String>) -> Result<SocketAdd
             format!("`{}` is not an address:port such as \"0.0.0.0:22\"", listen.get_ref()),
         )
     })
-}
-
-/// `server.KEY` as a humantime duration, `default` when unset.
-fn parse_duration(
-    lines: &Lines<'_>,
-    key: &str,
-    v: &Option<Spanned<String>>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some(s) => lines.duration(format!("server.{key}"), s),
-    }
 }
 
 fn parse_public_address(lines: &Lines<'_>, raw: Option<&Spanned<String>>) -> Result<Option<String>, ConfigError> {
