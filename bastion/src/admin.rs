@@ -1,20 +1,16 @@
 //! Operator and reviewer commands that run on the bastion host against the
-//! config, the state store and the audit log: `bastion breakglass list|review`,
-//! `bastion policy explain`, `bastion audit verify`, and the dead-rule
+//! config, the state store and the audit log: `bastion policy explain`, `bastion audit verify`, and the dead-rule
 //! findings of `bastion config check`. Names, reasons, notes and tickets
 //! are printed through [`recorder::display`]: users chose them.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use recorder::display::{escape as e, escape_json, escape_lines};
-use serde_json::json;
+use recorder::display::{escape as e, escape_lines};
 
-use crate::audit::AuditLog;
 use crate::config::{Config, DirectoryConfig, Target};
 use crate::directory::Identity;
-use crate::state::{GrantRecord, ReviewError};
+use crate::state::GrantRecord;
 use crate::time::{now, rfc3339};
 
 /// `config check`'s findings about rules, as `FILE:LINE: RULE: message`.
@@ -35,132 +31,6 @@ pub fn rule_findings(config: &Config, file: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// `bastion breakglass list`.
-pub fn list_grants(config: &Config, unreviewed: bool, user: Option<&str>, as_json: bool) -> Result<ExitCode> {
-    let state = crate::context::open_state(config)?;
-    let now = now();
-    let grants: Vec<GrantRecord> = state
-        .all_grants()?
-        .into_iter()
-        .filter(|g| !unreviewed || g.reviewed_at.is_none())
-        // A grant still running is not ready for review yet, but it is listed.
-        .filter(|g| user.is_none_or(|u| g.user == u))
-        .collect();
-    if as_json {
-        let mut rows = Vec::new();
-        for g in &grants {
-            let sessions = state.grant_sessions(&g.id)?;
-            rows.push(json!({"grant": g, "sessions": sessions}));
-        }
-        println!("{}", escape_json(&serde_json::to_string_pretty(&rows)?));
-        return Ok(ExitCode::SUCCESS);
-    }
-    if grants.is_empty() {
-        println!(
-            "{}",
-            if unreviewed {
-                "No unreviewed break-glass grants."
-            } else {
-                "No break-glass grants."
-            }
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    for g in &grants {
-        let state_word = if now < g.ends_at { "ACTIVE" } else { "ended" };
-        let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "{}  {}  {} → {}  {}  [{}]",
-            e(&g.id),
-            e(&g.user),
-            rfc3339(g.starts_at),
-            rfc3339(g.ends_at),
-            e(&g.targets.join(",")),
-            state_word
-        );
-        let _ = writeln!(text, "    reason:   {}", e(&g.reason));
-        if let Some(t) = &g.ticket {
-            let _ = writeln!(text, "    ticket:   {}", e(t));
-        }
-        let _ = writeln!(text, "    from:     {} (via {})", e(&g.client), e(&g.source));
-        let sessions = state.grant_sessions(&g.id)?;
-        if sessions.is_empty() {
-            let _ = writeln!(text, "    sessions: none");
-        }
-        for s in sessions {
-            let _ = writeln!(
-                text,
-                "    session:  {} {}@{} at {}",
-                e(&s.session_id),
-                e(&s.login),
-                e(&s.target),
-                rfc3339(s.started_at)
-            );
-        }
-        match (&g.reviewer, &g.review_note) {
-            (Some(r), note) => {
-                let _ = writeln!(
-                    text,
-                    "    reviewed: by {} at {}: {}",
-                    e(r),
-                    rfc3339(g.reviewed_at.unwrap_or(0)),
-                    e(note.as_deref().unwrap_or(""))
-                );
-            }
-            (None, _) => {
-                let _ = writeln!(text, "    reviewed: NOT YET");
-            }
-        }
-        println!("{text}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `bastion breakglass review ID --reviewer NAME --note TEXT`.
-pub fn review_grant(config: &Config, id: &str, reviewer: &str, note: &str) -> Result<ExitCode> {
-    if reviewer.trim().is_empty() || reviewer.chars().any(policy::is_unsafe) {
-        bail!("--reviewer must name the reviewer");
-    }
-    if note.chars().any(|c| policy::is_unsafe(c) && c != '\n') {
-        bail!("the note contains control or formatting characters; use plain text");
-    }
-    let state = crate::context::open_state(config)?;
-    let mut audit = AuditLog::open(&config.audit.file, false)?;
-    if let Some(socket) = &config.audit.syslog {
-        audit = audit.with_syslog(socket);
-    }
-    match state.review_grant(id, reviewer, note, now()) {
-        Ok(g) => {
-            audit.try_record(
-                "breakglass.reviewed",
-                json!({"grant": g.id, "user": g.user, "reviewer": reviewer, "note": note, "os_user": os_user()}),
-            )?;
-            println!("{}: reviewed by {}.", e(&g.id), e(reviewer));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            if let ReviewError::SelfReview { .. } = err {
-                audit.record(
-                    "breakglass.self_review_refused",
-                    json!({"grant": id, "reviewer": reviewer, "os_user": os_user()}),
-                );
-            }
-            eprintln!("bastion: review refused: {}", e(&err.to_string()));
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
-/// Who ran the command on the host, as the login session says (the
-/// reviewer name is typed; this is what the OS knows).
-fn os_user() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        // SAFETY: getuid has no preconditions and cannot fail.
-        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }))
 }
 
 /// The identity `user` has now, from the configured directory.

@@ -16,6 +16,7 @@ mod access;
 mod alerts;
 mod audit;
 mod auth;
+mod console;
 mod directory;
 mod emergency;
 mod keys;
@@ -29,9 +30,11 @@ mod startups;
 mod state;
 mod targets;
 mod users;
+mod web;
 pub use alerts::{AlertsConfig, WebhookConfig};
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, Factor};
+pub use console::ConsoleConfig;
 pub use directory::DirectoryConfig;
 pub use emergency::EmergencyAccount;
 pub use keys::is_security_key;
@@ -45,6 +48,7 @@ pub use startups::Startups;
 pub use state::StateConfig;
 pub use targets::Target;
 pub use users::User;
+pub use web::WebConfig;
 
 /// A configuration error that points at the offending key and line.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Kubernetes clusters `kubeconfig` issues credentials for.
     pub clusters: Vec<Cluster>,
+    /// Auditor and reviewer groups (`[console]`).
+    pub console: ConsoleConfig,
+    /// The browser console's HTTPS listener (`[web]`), if any.
+    pub web: Option<WebConfig>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +119,10 @@ struct RawConfig {
     audit: Option<Spanned<audit::RawAudit>>,
     #[serde(default)]
     clusters: Vec<Spanned<kube::RawCluster>>,
+    #[serde(default)]
+    console: Option<Spanned<console::RawConsole>>,
+    #[serde(default)]
+    web: Option<Spanned<web::RawWeb>>,
 }
 
 /// Maps byte offsets of the source to 1-based line numbers.
@@ -209,6 +221,8 @@ impl Config {
         let parsed = access::parse_policy(&lines, &raw.rules, &with_lines, raw.break_glass.as_ref(), &server)?;
         let alerts = alerts::parse_alerts(&lines, raw.alerts.as_ref(), &path)?;
         let clusters = kube::parse_clusters(&lines, &raw.clusters, &path)?;
+        let console = console::parse_console(&lines, raw.console.as_ref())?;
+        let web = web::parse_web(&lines, raw.web.as_ref(), &path)?;
 
         Ok(Config {
             policy: parsed.policy,
@@ -225,6 +239,8 @@ impl Config {
             state,
             emergency,
             clusters,
+            console,
+            web,
         })
     }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use recorder::Sink;
+use recorder::store::Store;
 use tokio::sync::broadcast;
 
 use crate::alerts::{Alerter, RetryPolicy, Webhook};
@@ -43,6 +44,10 @@ pub struct Bastion {
     pub state: Arc<StateStore>,
     /// Where sessions are recorded; a session whose recording cannot start is refused.
     pub sink: Arc<dyn Sink>,
+    /// The write-once store the sink writes to, read by the console.
+    pub store: Arc<dyn Store>,
+    /// Checks the recordings' manifest signatures.
+    pub recording_key: ed25519_dalek::VerifyingKey,
     /// Client settings towards nodes with pinned keys.
     pub node_config: Arc<russh::client::Config>,
     /// Client settings towards nodes with a host CA (asks for certificates first).
@@ -76,7 +81,7 @@ impl Shutdown {
 impl Bastion {
     /// Loads keys, opens the directory, the state store, the audit log and
     /// the alert sender, from a parsed config.
-    pub fn open(config: Config, sink: Arc<dyn Sink>) -> Result<Arc<Bastion>> {
+    pub fn open(config: Config, sink: Arc<dyn Sink>, store: Arc<dyn Store>) -> Result<Arc<Bastion>> {
         let s = &config.server;
         let authority = Authority::load(&s.host_key, &s.host_ca, &s.user_ca)?;
         let node_config = || russh::client::Config {
@@ -102,12 +107,15 @@ impl Bastion {
         let audit = Arc::new(audit);
         let alerter = open_alerter(&config, state.clone())?;
         let (forced, _) = broadcast::channel(1);
+        let recording_key = crate::recording::verifying_key(&config.server.recording_key)?;
         Ok(Arc::new(Bastion {
             config: Arc::new(config),
             authority,
             directory,
             state,
             sink,
+            store,
+            recording_key,
             node_config: Arc::new(node_config),
             node_config_with_host_certs: Arc::new(with_certs),
             shutdown: Shutdown { forced },

@@ -21,6 +21,7 @@ pub mod ca;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod demo;
 pub mod directory;

@@ -74,9 +74,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 }
 
 /// Checks the store can keep its promise, opens the spool (recovering
-/// crashed sessions) and returns the sink.
-pub async fn open_sink(config: &Config) -> Result<Arc<RecordingSink>> {
-    let store = open_store(config).await?;
+/// crashed sessions) and returns the sink writing to `store`.
+pub async fn open_sink(config: &Config, store: Arc<dyn Store>) -> Result<Arc<RecordingSink>> {
     if let Err(e) = store.check().await {
         bail!(
             "refusing to start: the recording store {} cannot hold recordings: {e}",

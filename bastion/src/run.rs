@@ -14,10 +14,11 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let sink = crate::recording::open_sink(&config).await?;
+    let store = crate::recording::open_store(&config).await?;
+    let sink = crate::recording::open_sink(&config, store.clone()).await?;
     let (stop_uploads, uploads_stopped) = tokio::sync::watch::channel(false);
     let uploader = sink.spawn_uploader(uploads_stopped);
-    let bastion = crate::context::Bastion::open(config, sink.clone())?;
+    let bastion = crate::context::Bastion::open(config, sink.clone(), store)?;
     let server = crate::server::Server::new(bastion.clone())?;
     for finding in crate::admin::rule_findings(&bastion.config, "config") {
         tracing::warn!(%finding, "rule can never match");

@@ -11,8 +11,10 @@
 //! * [`enrollment_gate`]: what a user in only to enroll TOTP may do.
 
 mod enrollment;
+mod roles;
 
 pub use enrollment::{Step, enrollment_gate};
+pub use roles::Role;
 
 use std::net::SocketAddr;
 use std::time::Duration;

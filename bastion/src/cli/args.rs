@@ -164,21 +164,29 @@ pub(super) struct SessionFilter {
     pub(super) user: Option<String>,
     #[arg(long)]
     pub(super) target: Option<String>,
-    /// Only sessions that started within this long (e.g. 2d, 12h).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub(super) since: Option<std::time::Duration>,
+    /// Only sessions that started since this time or this long ago (2026-12-01, 2d, 12h).
+    #[arg(long, value_parser = crate::sessions::parse_when)]
+    pub(super) since: Option<i64>,
+    /// Only sessions that started before this time or this long ago.
+    #[arg(long, value_parser = crate::sessions::parse_when)]
+    pub(super) until: Option<i64>,
     /// Only break-glass sessions.
     #[arg(long)]
     pub(super) breakglass: bool,
+    /// Only break-glass sessions whose grant is not reviewed yet.
+    #[arg(long)]
+    pub(super) unreviewed: bool,
 }
 
 impl SessionFilter {
-    pub(super) fn filter(&self) -> crate::sessions::Filter {
-        crate::sessions::Filter {
+    pub(super) fn filter(&self) -> crate::console::Filter {
+        crate::console::Filter {
             user: self.user.clone(),
             target: self.target.clone(),
             since: self.since,
+            until: self.until,
             break_glass: self.breakglass,
+            unreviewed: self.unreviewed,
         }
     }
 }
@@ -191,6 +199,9 @@ pub(super) enum SessionsCommand {
         filter: SessionFilter,
         #[arg(long)]
         json: bool,
+        /// At most this many, newest first.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
         #[arg(long, short)]
         config: PathBuf,
     },

@@ -101,7 +101,12 @@ fn run(command: Command) -> Result<ExitCode> {
                     user,
                     json,
                 },
-        } => crate::admin::list_grants(&load_config(&config)?, unreviewed, user.as_deref(), json),
+        } => runtime()?.block_on(crate::sessions::list_grants(
+            &load_config(&config)?,
+            unreviewed,
+            user.as_deref(),
+            json,
+        )),
         Command::Breakglass {
             command:
                 BreakglassCommand::Review {
@@ -110,7 +115,12 @@ fn run(command: Command) -> Result<ExitCode> {
                     note,
                     config,
                 },
-        } => crate::admin::review_grant(&load_config(&config)?, &id, &reviewer, &note),
+        } => runtime()?.block_on(crate::sessions::review_grant(
+            &load_config(&config)?,
+            &id,
+            &reviewer,
+            &note,
+        )),
         Command::Policy {
             command:
                 PolicyCommand::Explain {
@@ -171,9 +181,12 @@ fn sessions_command(command: SessionsCommand) -> Result<ExitCode> {
     use crate::sessions as s;
     let rt = runtime()?;
     match command {
-        SessionsCommand::List { filter, json, config } => {
-            rt.block_on(s::list(&load_config(&config)?, &filter.filter(), json))
-        }
+        SessionsCommand::List {
+            filter,
+            json,
+            limit,
+            config,
+        } => rt.block_on(s::list(&load_config(&config)?, &filter.filter(), json, limit)),
         SessionsCommand::Show { id, config } => rt.block_on(s::show(&load_config(&config)?, &id)),
         SessionsCommand::Verify { id, all, config } => {
             if id.is_none() && !all {

@@ -27,6 +27,9 @@ pub fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         "  kubeconfig CLUSTER --exec   a kubeconfig that asks the bastion through ssh".to_string(),
         "  kubeconfig the clusters you may get credentials for".to_string(),
         "  enroll totp | enroll key   enroll a second factor or an SSH key".to_string(),
+        "  sessions list|show|search|verify|export|replay   your recorded sessions".to_string(),
+        "             (every session for auditors; `sessions --help`)".to_string(),
+        "  breakglass list | breakglass review GRANT --note TEXT   grants (reviewers review)".to_string(),
         "  help       this text".to_string(),
     ] {
         text.push_str(&line);

@@ -39,6 +39,12 @@ impl ChannelIo {
         let _ = self.channel.data_bytes(Bytes::from(text.into_bytes())).await;
     }
 
+    /// Writes bytes as they are (an export, a replay's frames); false once
+    /// the client is gone.
+    pub async fn write_raw(&self, bytes: Vec<u8>) -> bool {
+        self.channel.data_bytes(Bytes::from(bytes)).await.is_ok()
+    }
+
     pub async fn write_err(&self, text: &str) {
         let text = if self.pty {
             text.replace('\n', "\r\n")

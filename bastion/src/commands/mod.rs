@@ -8,10 +8,12 @@
 
 mod breakglass;
 mod enroll;
+mod grants;
 mod help;
 pub mod io;
 mod kube_credential;
 mod kubeconfig;
+mod sessions;
 mod targets;
 mod whoami;
 
@@ -65,6 +67,17 @@ pub async fn run_on(ctx: &CommandCtx, line: &str, mut io: io::ChannelIo) {
         return;
     }
     let first = words.first().map(String::as_str);
+    if first == Some("sessions") {
+        if let Err(why) = crate::access::enrollment_gate(&ctx.identity, crate::access::Step::Command(first)) {
+            io.write_err(&format!("{why}\n")).await;
+            io.finish(1).await;
+            return;
+        }
+        tracing::info!(user = %ctx.identity.user, command = "sessions", client = %ctx.client, "bastion command");
+        let status = sessions::run(ctx, &words[1..], &mut io).await;
+        io.finish(status).await;
+        return;
+    }
     let out = match crate::access::enrollment_gate(&ctx.identity, crate::access::Step::Command(first)) {
         Err(why) => Output::fail(1, format!("{why}\n")),
         Ok(()) => run(ctx, line).await,
@@ -89,6 +102,7 @@ pub async fn run(ctx: &CommandCtx, line: &str) -> Output {
     tracing::info!(user = %ctx.identity.user, command = %name, client = %ctx.client, "bastion command");
     match name.as_str() {
         "targets" => targets::run(ctx, args),
+        "breakglass" if grants::handles(args) => grants::run(ctx, args),
         "breakglass" => breakglass::run(ctx, args).await,
         "whoami" => whoami::run(ctx, args),
         "kubeconfig" => kubeconfig::run(ctx, args).await,

@@ -334,6 +334,36 @@ impl Login {
         }
     }
 
+    /// The browser console's login form: the directory password and a TOTP
+    /// code at once, through the same queue, back-off, lockout, single-use
+    /// codes and counters as SSH, with one answer for every failure (`None`).
+    /// A user who has not enrolled TOTP, an emergency account and a
+    /// direct-mode name are refused like a wrong password.
+    pub async fn password_and_code(&mut self, user: &str, password: String, code: String) -> Option<Arc<Identity>> {
+        let name = self.begin(user).await?;
+        if name.direct.is_some() || self.emergency {
+            self.record_failure(Factor::Password, "not a console login name");
+            return None;
+        }
+        let _ = self.check_password(password).await;
+        if !self.proven.contains(&Factor::Password) {
+            return None;
+        }
+        if !self.totp_enrolled {
+            self.record_failure(Factor::Totp, "no TOTP enrolled");
+            self.refuse();
+            return None;
+        }
+        let _ = self.check_code(code).await;
+        if !self.proven.contains(&Factor::Totp) {
+            return None;
+        }
+        match self.finish(false) {
+            Auth::Accept => self.outcome.take().map(|(identity, _)| identity),
+            _ => None,
+        }
+    }
+
     /// After a success (or at the start of keyboard-interactive): accept,
     /// prompt for the next keyboard-interactive factor, or name the methods
     /// that remain. `in_kbd` is set inside a keyboard-interactive exchange.

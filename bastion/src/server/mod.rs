@@ -12,7 +12,7 @@ pub mod inner;
 pub mod limits;
 pub mod login;
 pub mod outer;
-mod serial;
+pub mod serial;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +102,12 @@ impl Server {
             attempts: Arc::default(),
             bastion,
         }))
+    }
+
+    /// A login over another door (the browser console), waiting its turn in
+    /// the same per-user queue as SSH logins.
+    pub fn login(&self, peer: std::net::SocketAddr) -> login::Login {
+        login::Login::new(self.bastion.clone(), self.attempts.clone(), peer)
     }
 
     /// The inner server for `target` and this kind of client, re-signing

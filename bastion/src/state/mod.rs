@@ -24,6 +24,7 @@ pub mod sql;
 #[cfg(test)]
 mod tests;
 mod users;
+mod web_logins;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -43,8 +44,9 @@ pub use alerts::OutboxItem;
 pub use grants::{GrantRecord, GrantSession, NewGrant, ReviewError};
 pub use kube::KubeIssued;
 use seal::SeedSeal;
-pub use sessions::IndexedSession;
+pub use sessions::{IndexedSession, SessionQuery};
 pub use users::UserSummary;
+pub use web_logins::{NewWebLogin, WebLogin};
 
 /// Length of the state key in bytes (AES-256).
 pub const KEY_LEN: usize = 32;

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{StateStore, all, exec, sql};
+use super::{StateStore, all, exec, one, sql};
 
 /// One indexed session.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -24,7 +24,67 @@ pub struct IndexedSession {
     pub channels: i64,
 }
 
+/// What one page of the index shows (see [`sql::SESSION_INDEX_PAGE`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionQuery {
+    pub user: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub break_glass: bool,
+    pub unreviewed: bool,
+    /// The page starts after this (started_at, id): the last row of the page before.
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexedSession> {
+    Ok(IndexedSession {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        target: r.get(2)?,
+        login: r.get(3)?,
+        client: r.get(4)?,
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+        ended_how: r.get(7)?,
+        grant_id: r.get(8)?,
+        record_input: r.get::<_, i64>(9)? != 0,
+        channels: r.get(10)?,
+    })
+}
+
 impl StateStore {
+    /// One page of sessions, newest first.
+    pub fn session_page(&self, q: &SessionQuery) -> Result<Vec<IndexedSession>> {
+        let flag = |on: bool| on.then_some(1i64);
+        let (after_t, after_id) = match &q.after {
+            Some((t, id)) => (Some(*t), Some(id.clone())),
+            None => (None, None),
+        };
+        Ok(all(
+            &self.conn(),
+            sql::SESSION_INDEX_PAGE,
+            &[
+                &q.user,
+                &q.target,
+                &q.since,
+                &q.until,
+                &flag(q.break_glass),
+                &flag(q.unreviewed),
+                &after_t,
+                &after_id,
+                &(q.limit as i64),
+            ],
+            row,
+        )?)
+    }
+
+    /// One indexed session.
+    pub fn indexed_session(&self, id: &str) -> Result<Option<IndexedSession>> {
+        Ok(one(&self.conn(), sql::SESSION_INDEX_ONE, &[&id], row)?)
+    }
+
     pub fn index_session(&self, s: &IndexedSession) -> Result<()> {
         let conn = self.conn();
         exec(
@@ -59,21 +119,7 @@ impl StateStore {
 
     /// Sessions started at or after `since`, newest first.
     pub fn indexed_sessions(&self, since: i64) -> Result<Vec<IndexedSession>> {
-        Ok(all(&self.conn(), sql::SESSION_INDEX_SINCE, &[&since], |r| {
-            Ok(IndexedSession {
-                id: r.get(0)?,
-                user: r.get(1)?,
-                target: r.get(2)?,
-                login: r.get(3)?,
-                client: r.get(4)?,
-                started_at: r.get(5)?,
-                ended_at: r.get(6)?,
-                ended_how: r.get(7)?,
-                grant_id: r.get(8)?,
-                record_input: r.get::<_, i64>(9)? != 0,
-                channels: r.get(10)?,
-            })
-        })?)
+        Ok(all(&self.conn(), sql::SESSION_INDEX_SINCE, &[&since], row)?)
     }
 
     pub fn clear_session_index(&self) -> Result<()> {

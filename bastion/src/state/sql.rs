@@ -167,9 +167,30 @@ const V4: &[&str] = &[
     "CREATE INDEX kube_issued_at ON kube_issued (issued_at)",
 ];
 
+/// Migration 5: the auditor console. Browser logins live here, not in a
+/// bastion's memory, so a login made through one bastion holds on another
+/// behind the same load balancer; only a SHA-256 of the cookie is stored.
+/// The session index gets the orders the console pages by.
+const V5: &[&str] = &[
+    "CREATE TABLE web_logins (
+        token_hash  TEXT   NOT NULL PRIMARY KEY,
+        user_name   TEXT   NOT NULL,
+        groups_json TEXT   NOT NULL,
+        factors     TEXT   NOT NULL,
+        client      TEXT   NOT NULL,
+        csrf        TEXT   NOT NULL,
+        created_at  BIGINT NOT NULL,
+        seen_at     BIGINT NOT NULL,
+        expires_at  BIGINT NOT NULL
+    )",
+    "CREATE INDEX web_logins_expires ON web_logins (expires_at)",
+    "CREATE INDEX session_index_user_started ON session_index (user_name, started_at)",
+    "CREATE INDEX session_index_grant ON session_index (grant_id)",
+];
+
 /// Migrations in order: (version, statements). Each version is applied in
 /// one transaction together with its `schema_version` row.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+pub const MIGRATIONS: &[(i64, &[&str])] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
 
 // ---- TOTP seeds ----------------------------------------------------------
 
@@ -289,8 +310,45 @@ pub const SESSION_INDEX_IDS: &str = "SELECT id FROM session_index";
 pub const SESSION_INDEX_SINCE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
         grant_id, record_input, channels
     FROM session_index WHERE started_at >= $1 ORDER BY started_at DESC, id";
+/// One page of the index, newest first, every filter optional (NULL = any):
+/// `$1` user, `$2` target, `$3` since, `$4` until, `$5` break-glass only (1),
+/// `$6` unreviewed grants only (1), `$7`/`$8` the page starts after this
+/// (started_at, id), `$9` page size. Keyset paging: as fast on page 1,000 as
+/// on page 1.
+pub const SESSION_INDEX_PAGE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
+        grant_id, record_input, channels
+    FROM session_index
+    WHERE ($1 IS NULL OR user_name = $1)
+      AND ($2 IS NULL OR target = $2)
+      AND ($3 IS NULL OR started_at >= $3)
+      AND ($4 IS NULL OR started_at < $4)
+      AND ($5 IS NULL OR grant_id IS NOT NULL)
+      AND ($6 IS NULL OR grant_id IN (SELECT id FROM grants WHERE reviewed_at IS NULL))
+      AND ($7 IS NULL OR started_at < $7 OR (started_at = $7 AND id < $8))
+    ORDER BY started_at DESC, id DESC
+    LIMIT $9";
+/// `$1` id → one row.
+pub const SESSION_INDEX_ONE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
+        grant_id, record_input, channels
+    FROM session_index WHERE id = $1";
 /// Empties the index before a rebuild.
 pub const SESSION_INDEX_CLEAR: &str = "DELETE FROM session_index";
+
+// ---- browser logins -----------------------------------------------------------
+
+/// `$1` token hash … `$9` expires.
+pub const WEB_LOGIN_INSERT: &str = "INSERT INTO web_logins
+    (token_hash, user_name, groups_json, factors, client, csrf, created_at, seen_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// `$1` token hash, `$2` now, `$3` idle cut-off: a live login, touched.
+pub const WEB_LOGIN_TOUCH: &str =
+    "UPDATE web_logins SET seen_at = $2 WHERE token_hash = $1 AND expires_at > $2 AND seen_at > $3";
+/// `$1` token hash.
+pub const WEB_LOGIN_SELECT: &str = "SELECT user_name, groups_json, factors, client, csrf, created_at, expires_at FROM web_logins WHERE token_hash = $1";
+/// `$1` token hash.
+pub const WEB_LOGIN_DELETE: &str = "DELETE FROM web_logins WHERE token_hash = $1";
+/// `$1` now, `$2` idle cut-off: forgets ended logins.
+pub const WEB_LOGIN_PRUNE: &str = "DELETE FROM web_logins WHERE expires_at <= $1 OR seen_at <= $2";
 
 // ---- Kubernetes certificates ---------------------------------------------------
 

@@ -1,0 +1,55 @@
+//! The `[console]` section: which directory groups make a user an auditor
+//! (every session: list, show, search, verify, replay, export) or a reviewer
+//! (an auditor who also reviews break-glass grants, never their own).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Lines};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsole {
+    #[serde(default)]
+    auditors: Vec<Spanned<String>>,
+    #[serde(default)]
+    reviewers: Vec<Spanned<String>>,
+}
+
+/// The console's roles, by directory group (`[console]`).
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleConfig {
+    /// Members of any of these groups see every session.
+    pub auditors: Vec<String>,
+    /// Members of any of these groups see every session and review grants.
+    pub reviewers: Vec<String>,
+}
+
+pub(super) fn parse_console(lines: &Lines, raw: Option<&Spanned<RawConsole>>) -> Result<ConsoleConfig, ConfigError> {
+    let Some(raw) = raw.map(|r| r.get_ref()) else {
+        return Ok(ConsoleConfig::default());
+    };
+    let groups = |key: &str, list: &[Spanned<String>]| -> Result<Vec<String>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let name = g.get_ref().trim();
+                // Group names come from the directory: anything printable, but
+                // not empty, and not so odd that it could be a typo for a list.
+                if name.is_empty() || name.chars().any(char::is_control) || name.contains(',') {
+                    return Err(lines.error(
+                        format!("console.{key}[{i}]"),
+                        g,
+                        "a group name is the group's name in the directory, e.g. \"secops\"",
+                    ));
+                }
+                Ok(name.to_string())
+            })
+            .collect()
+    };
+
+    Ok(ConsoleConfig {
+        auditors: groups("auditors", &raw.auditors)?,
+        reviewers: groups("reviewers", &raw.reviewers)?,
+    })
+}
