@@ -34,3 +34,4 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod time;
+pub mod web;

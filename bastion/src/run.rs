@@ -8,10 +8,12 @@ use anyhow::Result;
 
 use crate::config::Config;
 
-/// Runs the bastion on an already bound listener until `stop`.
+/// Runs the bastion on an already bound SSH listener (and the console's,
+/// when `[web]` is set) until `stop`.
 pub async fn serve_on(
     config: Config,
     listener: tokio::net::TcpListener,
+    web_listener: Option<tokio::net::TcpListener>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let store = crate::recording::open_store(&config).await?;
@@ -25,7 +27,27 @@ pub async fn serve_on(
     }
     let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
     let sender = bastion.alerter.spawn_sender(alerts_stopped);
+    let (stop_web, web_stopped) = tokio::sync::watch::channel(false);
+    let console = match (web_listener, bastion.config.web.clone()) {
+        (Some(l), Some(web)) => {
+            let addr = l.local_addr()?;
+            let web = crate::web::Web::new(server.clone(), web);
+            tracing::info!(%addr, "auditor console listening (HTTPS)");
+            let mut stopped = web_stopped;
+            Some(tokio::spawn(crate::web::serve(web, l, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })))
+        }
+        _ => None,
+    };
     let result = crate::server::serve(server, listener, stop).await;
+    let _ = stop_web.send(true);
+    if let Some(console) = console {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), console).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "auditor console"),
+            _ => {}
+        }
+    }
     // Sessions still open end with a manifest; what is sealed gets a last
     // chance to upload, and the rest stays in the spool for the next start.
     sink.shutdown();
@@ -40,6 +62,18 @@ pub async fn serve_on(
 /// Installs the SIGTERM and SIGINT handlers now, and returns a future that
 /// resolves at the first of them. Call it before anything a signal should
 /// not interrupt (binding, writing files).
+/// Binds the console's listener when the config has a `[web]` section.
+pub async fn bind_web(config: &Config) -> Result<Option<tokio::net::TcpListener>> {
+    use anyhow::Context as _;
+    let Some(web) = &config.web else { return Ok(None) };
+    // The certificate is checked now, so a wrong file stops the start.
+    crate::web::tls::server_config(&web.cert, &web.key)?;
+    let l = tokio::net::TcpListener::bind(web.listen)
+        .await
+        .with_context(|| format!("listening on {} (web.listen)", web.listen))?;
+    Ok(Some(l))
+}
+
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");

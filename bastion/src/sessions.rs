@@ -54,9 +54,7 @@ pub async fn reindex(config: &Config) -> Result<ExitCode> {
 pub async fn show(config: &Config, id: &str) -> Result<ExitCode> {
     let reader = Reader::open(config).await?;
     let rec = reader.recording(&viewer(), "show", id).await?;
-    let report = recorder::verify::verify(reader.store.as_ref(), id, &reader.key)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report = reader.verified(id).await?;
     print!("{}", text::show(&rec, &report, &reader.store.describe()));
     // What was shown cannot be trusted when it does not verify: say so in the status too.
     Ok(status(!report.ok()))

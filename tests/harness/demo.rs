@@ -24,6 +24,23 @@ pub struct DemoInfo {
     /// Base32 TOTP secret of the demo user.
     #[serde(default)]
     pub totp_secret: Option<String>,
+    /// The auditor console's URL (`https://127.0.0.1:PORT/`).
+    #[serde(default)]
+    pub console_url: Option<String>,
+    /// SHA-256 of the console's certificate, `AA:BB:…`.
+    #[serde(default)]
+    pub console_cert_sha256: Option<String>,
+    /// The demo auditor's login.
+    #[serde(default)]
+    pub auditor: Option<DemoAuditor>,
+}
+
+/// `auditor` in demo.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoAuditor {
+    pub user: String,
+    pub password: String,
+    pub totp_secret: String,
 }
 
 /// A running `bastion demo --dir <tmp> --port 0`.
@@ -86,6 +103,9 @@ impl Demo {
                 recordings: None,
                 totp_secret: None,
                 pid: None,
+                console_url: None,
+                console_cert_sha256: None,
+                auditor: None,
             },
             raw_json: serde_json::Value::Null,
             root: Some(root),

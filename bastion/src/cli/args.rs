@@ -80,6 +80,9 @@ pub(super) enum Command {
         /// Port of the bastion on 127.0.0.1 (0: any free port).
         #[arg(long, default_value_t = 2222)]
         port: u16,
+        /// Port of the auditor console (HTTPS) on 127.0.0.1 (any free port when --port is 0).
+        #[arg(long, default_value_t = 8443)]
+        web_port: u16,
         /// Let the demo user in with a key or a password alone, without TOTP
         /// (for scripted tests of the proxy; never for real use).
         #[arg(long)]

@@ -168,10 +168,11 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Demo {
             dir,
             port,
+            web_port,
             single_factor,
             directory,
         } => {
-            runtime()?.block_on(crate::demo::run(&dir, port, single_factor, directory))?;
+            runtime()?.block_on(crate::demo::run(&dir, port, web_port, single_factor, directory))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -353,5 +354,6 @@ pub async fn serve(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    crate::run::serve_on(config, listener, stop).await
+    let web = crate::run::bind_web(&config).await?;
+    crate::run::serve_on(config, listener, web, stop).await
 }

@@ -155,9 +155,7 @@ async fn execute(reader: &Reader, viewer: &Viewer, cmd: Cmd, io: &mut ChannelIo)
         }
         Cmd::Show { id } => {
             let rec = reader.recording(viewer, "show", &id).await?;
-            let report = recorder::verify::verify(reader.store.as_ref(), &id, &reader.key)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = reader.verified(&id).await?;
             io.write(&text::show(&rec, &report, &store)).await;
             Ok(status(!report.ok()))
         }

@@ -141,6 +141,11 @@ impl Viewer {
 }
 
 impl Reader {
+    /// Audits a view the caller serves itself (the browser's session page).
+    pub fn audit_view(&self, viewer: &Viewer, action: &str, session: &str) -> Result<()> {
+        self.audited(viewer, action, serde_json::json!({"session": session}))
+    }
+
     /// `console.ACTION` in the audit trail; a trail that cannot be written
     /// refuses the action (an auditor's reading must leave a trace).
     fn audited(&self, viewer: &Viewer, action: &str, fields: serde_json::Value) -> Result<()> {

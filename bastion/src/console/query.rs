@@ -66,7 +66,30 @@ pub(crate) fn index_row(rec: &Recording) -> Option<IndexedSession> {
         grant_id: m.info.break_glass.as_ref().map(|b| b.grant.clone()),
         record_input: m.info.record_input,
         channels: m.channels.len() as i64,
+        factors: m.info.factors.join("+"),
+        reason: m.info.break_glass.as_ref().map(|b| b.reason.clone()),
+        ticket: m.info.break_glass.as_ref().and_then(|b| b.ticket.clone()),
+        kinds: channel_kinds(&m.channels),
+        verified: None,
     })
+}
+
+/// What each channel was, in words, once each: `shell`, `exec`, a
+/// subsystem's name (`sftp`), or the channel type (`direct-tcpip`).
+pub fn channel_kinds(channels: &[recorder::manifest::ChannelSummary]) -> String {
+    let mut kinds: Vec<&str> = Vec::new();
+    for c in channels {
+        let kind = match (c.kind.as_str(), &c.subsystem, &c.command) {
+            ("session", Some(sub), _) => sub.as_str(),
+            ("session", None, Some(_)) => "exec",
+            ("session", None, None) => "shell",
+            (other, _, _) => other,
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds.join(" ")
 }
 
 fn store_err(e: recorder::store::StoreError) -> anyhow::Error {
@@ -177,6 +200,16 @@ impl Reader {
         Ok(rec)
     }
 
+    /// Verifies a session and notes the result in the index (the list shows it).
+    pub async fn verified(&self, id: &str) -> Result<VerifyReport> {
+        let report = recorder::verify::verify(self.store.as_ref(), id, &self.key)
+            .await
+            .map_err(store_err)?;
+        // The index is a cache: a session it does not hold yet is noted next time.
+        let _ = self.state.note_verified(id, report.ok());
+        Ok(report)
+    }
+
     /// Verifies one session the viewer may see.
     pub async fn verify_one(&self, viewer: &Viewer, id: &str) -> Result<VerifyOutcome> {
         if self.visible(viewer, id).await?.is_none() && !viewer.role.sees_everyone() {
@@ -187,9 +220,7 @@ impl Reader {
             );
         }
         self.audited(viewer, "verify", json!({"session": id}))?;
-        let report = recorder::verify::verify(self.store.as_ref(), id, &self.key)
-            .await
-            .map_err(store_err)?;
+        let report = self.verified(id).await?;
         Ok(VerifyOutcome::Checked(id.to_string(), report))
     }
 
@@ -205,9 +236,7 @@ impl Reader {
             .map_err(store_err)?;
         let mut out = Vec::new();
         for id in &present {
-            let report = recorder::verify::verify(self.store.as_ref(), id, &self.key)
-                .await
-                .map_err(store_err)?;
+            let report = self.verified(id).await?;
             out.push(VerifyOutcome::Checked(id.clone(), report));
         }
         let present: HashSet<&str> = present.iter().map(String::as_str).collect();

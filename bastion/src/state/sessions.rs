@@ -22,6 +22,15 @@ pub struct IndexedSession {
     pub grant_id: Option<String>,
     pub record_input: bool,
     pub channels: i64,
+    /// The factors that proved the user, `+`-joined.
+    pub factors: String,
+    /// The break-glass reason and ticket.
+    pub reason: Option<String>,
+    pub ticket: Option<String>,
+    /// The channel kinds, space-separated (`shell`, `exec`, `sftp`, `direct-tcpip`, …).
+    pub kinds: String,
+    /// `ok` or `failed` once verified.
+    pub verified: Option<String>,
 }
 
 /// What one page of the index shows (see [`sql::SESSION_INDEX_PAGE`]).
@@ -51,6 +60,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IndexedSession> {
         grant_id: r.get(8)?,
         record_input: r.get::<_, i64>(9)? != 0,
         channels: r.get(10)?,
+        factors: r.get(11)?,
+        reason: r.get(12)?,
+        ticket: r.get(13)?,
+        kinds: r.get(14)?,
+        verified: r.get(15)?,
     })
 }
 
@@ -107,8 +121,19 @@ impl StateStore {
                 &s.grant_id,
                 &(s.record_input as i64),
                 &s.channels,
+                &s.factors,
+                &s.reason,
+                &s.ticket,
+                &s.kinds,
             ],
         )?;
+        Ok(())
+    }
+
+    /// Notes a session's verification result.
+    pub fn note_verified(&self, id: &str, ok: bool) -> Result<()> {
+        let word = if ok { "ok" } else { "failed" };
+        exec(&self.conn(), sql::SESSION_INDEX_VERIFIED, &[&id, &word])?;
         Ok(())
     }
 

@@ -186,6 +186,13 @@ const V5: &[&str] = &[
     "CREATE INDEX web_logins_expires ON web_logins (expires_at)",
     "CREATE INDEX session_index_user_started ON session_index (user_name, started_at)",
     "CREATE INDEX session_index_grant ON session_index (grant_id)",
+    // What the console's list shows without opening the manifest.
+    "ALTER TABLE session_index ADD COLUMN factors TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE session_index ADD COLUMN reason TEXT",
+    "ALTER TABLE session_index ADD COLUMN ticket TEXT",
+    "ALTER TABLE session_index ADD COLUMN kinds TEXT NOT NULL DEFAULT ''",
+    // `ok` or `failed` once verified; NULL until then.
+    "ALTER TABLE session_index ADD COLUMN verified TEXT",
 ];
 
 /// Migrations in order: (version, statements). Each version is applied in
@@ -297,10 +304,14 @@ pub const GRANT_REVIEW: &str = "UPDATE grants SET reviewer = $2, review_note = $
 
 // ---- session index ------------------------------------------------------------
 
-/// `$1`..`$11`: id, user, target, login, client, started, ended, how, grant, record_input, channels.
+/// `$1`..`$15`: id, user, target, login, client, started, ended, how, grant,
+/// record_input, channels, factors, reason, ticket, kinds.
 pub const SESSION_INDEX_INSERT: &str = "INSERT INTO session_index
-    (id, user_name, target, login, client, started_at, ended_at, ended_how, grant_id, record_input, channels)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING";
+    (id, user_name, target, login, client, started_at, ended_at, ended_how, grant_id, record_input, channels,
+     factors, reason, ticket, kinds)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING";
+/// `$1` id, `$2` `ok` or `failed`.
+pub const SESSION_INDEX_VERIFIED: &str = "UPDATE session_index SET verified = $2 WHERE id = $1";
 /// `$1` id, `$2` ended, `$3` how, `$4` channels: a session indexed while it ran, now sealed.
 pub const SESSION_INDEX_UPDATE: &str =
     "UPDATE session_index SET ended_at = $2, ended_how = $3, channels = $4 WHERE id = $1";
@@ -308,7 +319,7 @@ pub const SESSION_INDEX_UPDATE: &str =
 pub const SESSION_INDEX_IDS: &str = "SELECT id FROM session_index";
 /// `$1` since → rows newest first.
 pub const SESSION_INDEX_SINCE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
-        grant_id, record_input, channels
+        grant_id, record_input, channels, factors, reason, ticket, kinds, verified
     FROM session_index WHERE started_at >= $1 ORDER BY started_at DESC, id";
 /// One page of the index, newest first, every filter optional (NULL = any):
 /// `$1` user, `$2` target, `$3` since, `$4` until, `$5` break-glass only (1),
@@ -316,7 +327,7 @@ pub const SESSION_INDEX_SINCE: &str = "SELECT id, user_name, target, login, clie
 /// (started_at, id), `$9` page size. Keyset paging: as fast on page 1,000 as
 /// on page 1.
 pub const SESSION_INDEX_PAGE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
-        grant_id, record_input, channels
+        grant_id, record_input, channels, factors, reason, ticket, kinds, verified
     FROM session_index
     WHERE ($1 IS NULL OR user_name = $1)
       AND ($2 IS NULL OR target = $2)
@@ -329,7 +340,7 @@ pub const SESSION_INDEX_PAGE: &str = "SELECT id, user_name, target, login, clien
     LIMIT $9";
 /// `$1` id → one row.
 pub const SESSION_INDEX_ONE: &str = "SELECT id, user_name, target, login, client, started_at, ended_at, ended_how,
-        grant_id, record_input, channels
+        grant_id, record_input, channels, factors, reason, ticket, kinds, verified
     FROM session_index WHERE id = $1";
 /// Empties the index before a rebuild.
 pub const SESSION_INDEX_CLEAR: &str = "DELETE FROM session_index";

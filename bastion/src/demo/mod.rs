@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod console;
+
 use crate::ca;
 use crate::config::Config;
 
@@ -53,7 +55,7 @@ pub enum DemoDirectory {
 const AD_USER: &str = "alice";
 const AD_PASSWORD: &str = "Alice-Passw0rd!1";
 
-pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDirectory) -> Result<()> {
+pub async fn run(dir: &Path, port: u16, web_port: u16, single_factor: bool, directory: DemoDirectory) -> Result<()> {
     // Before any node starts: a SIGTERM from here on stops the nodes too.
     let stop = crate::run::shutdown_signal();
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -67,7 +69,9 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
         ca::write_private_key(&identity, &ca::generate_key("demo user")?)?;
     }
     let user_key_line = fs::read_to_string(identity.with_extension("pub"))?.trim().to_string();
-    let embedded_password = demo_password(&dir)?;
+    let embedded_password = console::kept_password(&dir, "demo_password", "demo")?;
+    let auditor_password = console::kept_password(&dir, "auditor_password", "audit")?;
+    let (console_cert, _) = console::certificate(&keys)?;
     let ad = match directory {
         DemoDirectory::Embedded => None,
         DemoDirectory::Ad => Some(start_samba_ad(&dir)?),
@@ -83,6 +87,11 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
         .await
         .with_context(|| format!("listening on 127.0.0.1:{port} (try --port 0 for any free port)"))?;
     let bastion_addr = listener.local_addr()?;
+    let web_port = if port == 0 { 0 } else { web_port };
+    let web_listener = tokio::net::TcpListener::bind(("127.0.0.1", web_port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{web_port} (try --web-port 0 for any free port)"))?;
+    let web_addr = web_listener.local_addr()?;
 
     let mut nodes = Vec::new();
     for (name, _) in NODES {
@@ -106,9 +115,16 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
             ad["url"], ad["ca_file"], ad["bind_dn"], ad["bind_password_file"], ad["base_dn"]
         ));
     }
+    config_text.push_str(&console::config_text(
+        web_addr,
+        &crate::directory::hash_password(&auditor_password)?,
+    ));
     fs::write(&config_path, config_text)?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let totp_secret = enroll_demo_totp(&config, &demo_user)?;
+    let auditor_totp = enroll_demo_totp(&config, console::AUDITOR)?;
+    let console_url = format!("https://{web_addr}/");
+    let fingerprint = crate::web::tls::fingerprint(&console_cert)?;
 
     let host_key_line = ca::public_key_line(&keys.join(ca::HOST_KEY))?;
     let known_hosts = dir.join("known_hosts");
@@ -151,6 +167,10 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
         "pid": std::process::id(),
         "totp_secret": totp_secret,
         "single_factor": single_factor,
+        "console_url": console_url,
+        "console_cert": console_cert,
+        "console_cert_sha256": fingerprint,
+        "auditor": {"user": console::AUDITOR, "password": auditor_password, "totp_secret": auditor_totp},
     });
     let tmp = dir.join("demo.json.tmp");
     fs::write(&tmp, serde_json::to_string_pretty(&demo)?)?;
@@ -186,6 +206,9 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
          ssh -F {cfg} bastion kubeconfig demo --exec --via bastion   # no stored credential: kubectl asks via ssh\n  \
          ssh -F {cfg} bastion breakglass kube:demo --reason 'API down, need system:masters' --ticket INC-4711\n  \
          bastion kube issued -c {config}\n\n\
+         Auditor console: {console_url}  (self-signed; SHA-256 {fingerprint})\n  \
+         log in as `{auditor}`, password {auditor_password}, TOTP secret {auditor_totp}\n  \
+         (`oathtool --totp -b {auditor_totp}`); over SSH: ssh -F {cfg} -l {auditor} bastion sessions list\n\n\
          Demo user `{demo_user}`: key {}, password {password}\n\
          {mfa}\n\
          Config: {}   Recordings: {}\n",
@@ -197,10 +220,11 @@ pub async fn run(dir: &Path, port: u16, single_factor: bool, directory: DemoDire
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
         config = config_path.display(),
+        auditor = console::AUDITOR,
     );
     let _ = std::io::stdout().flush();
 
-    let result = crate::run::serve_on(config, listener, stop).await;
+    let result = crate::run::serve_on(config, listener, Some(web_listener), stop).await;
     let _ = fs::remove_file(dir.join("demo.json"));
     drop(nodes);
     result
@@ -290,21 +314,6 @@ fn find_sshd() -> Result<PathBuf> {
         }
     }
     bail!("the demo runs real OpenSSH nodes, and sshd is not installed: apt-get install -y openssh-server")
-}
-
-fn demo_password(dir: &Path) -> Result<String> {
-    let path = dir.join("demo_password");
-    if let Ok(p) = fs::read_to_string(&path) {
-        return Ok(p.trim().to_string());
-    }
-    let password = format!("demo-{:08x}", rand::random::<u32>());
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    writeln!(f, "{password}")?;
-    Ok(password)
 }
 
 /// The account the demo's nodes let the bastion log in as: the user running
