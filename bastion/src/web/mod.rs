@@ -1,0 +1,3 @@
+//! The browser console.
+
+pub mod assets;
