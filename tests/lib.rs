@@ -33,6 +33,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 // the test binary that checks the harness itself).
 #[path = "harness/bins.rs"]
 mod bins;
+#[path = "harness/browser.rs"]
+mod browser;
 #[path = "harness/clients.rs"]
 mod clients;
 #[path = "harness/cmd.rs"]
@@ -55,6 +57,7 @@ mod tmux;
 mod util;
 
 pub use bins::*;
+pub use browser::*;
 pub use clients::*;
 pub use cmd::*;
 pub use demo::*;

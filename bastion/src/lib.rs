@@ -9,8 +9,8 @@
 //! Modules are layered, and a module names only those below it
 //! (`scripts/check-layers` enforces it): time, config, factors, ca, audit,
 //! directory, state, alerts, recording → context (the shared [`context::Bastion`])
-//! → access (decisions at the edges) → auth, proxy, kube, commands → server →
-//! sessions, admin, run → demo → cli.
+//! → access (decisions at the edges) → auth, proxy, kube, commands → server,
+//! web (the browser console, beside the SSH servers) → sessions, admin, run → demo → cli.
 
 pub mod access;
 pub mod admin;
