@@ -55,7 +55,12 @@ fn sealed(s: &Setup, who: &LabUser) -> Vec<(String, String)> {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
     rows.iter()
         .filter(|r| r["ended_how"] != "running")
-        .map(|r| (r["id"].as_str().unwrap().to_string(), r["user"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["user"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -66,9 +71,17 @@ fn id_of(rows: &[(String, String)], user: &str) -> String {
 #[test]
 fn auditors_see_every_session_and_users_only_their_own() {
     let s = setup();
-    let (mark_a, mark_b) = (format!("alice-marker-{}", std::process::id()), format!("bob-marker-{}", std::process::id()));
+    let (mark_a, mark_b) = (
+        format!("alice-marker-{}", std::process::id()),
+        format!("bob-marker-{}", std::process::id()),
+    );
     for (who, mark) in [(&s.alice, &mark_a), (&s.bob, &mark_b)] {
-        let out = s.lab.ssh(who).args(["node-a", "echo", mark]).timeout(Duration::from_secs(60)).run();
+        let out = s
+            .lab
+            .ssh(who)
+            .args(["node-a", "echo", mark])
+            .timeout(Duration::from_secs(60))
+            .run();
         assert!(out.ok() && out.stdout.contains(mark.as_str()), "{out}\n{}", s.lab.log());
     }
     let mut rows = Vec::new();
@@ -85,12 +98,18 @@ fn auditors_see_every_session_and_users_only_their_own() {
     // The auditor finds both markers; bob finds his own and not alice's.
     for mark in [&mark_a, &mark_b] {
         let out = bastion_cmd(&s, &s.carol, &["sessions", "search", mark]);
-        assert!(out.ok() && out.stdout.contains(mark.as_str()), "auditor search {mark}:\n{out}");
+        assert!(
+            out.ok() && out.stdout.contains(mark.as_str()),
+            "auditor search {mark}:\n{out}"
+        );
     }
     let own = bastion_cmd(&s, &s.bob, &["sessions", "search", &mark_b]);
     assert!(own.ok() && own.stdout.contains(&bob_id), "{own}");
     let other = bastion_cmd(&s, &s.bob, &["sessions", "search", &mark_a]);
-    assert!(!other.ok() && other.stdout.contains("No match"), "bob found alice's marker:\n{other}");
+    assert!(
+        !other.ok() && other.stdout.contains("No match"),
+        "bob found alice's marker:\n{other}"
+    );
     assert!(!other.stdout.contains(&alice_id), "{other}");
 
     // Bob's list holds only his session.
@@ -109,7 +128,10 @@ fn auditors_see_every_session_and_users_only_their_own() {
 
     // The auditor's show, export and verify.
     let show = bastion_cmd(&s, &s.carol, &["sessions", "show", &alice_id]);
-    assert!(show.ok() && show.stdout.contains("user:      alice") && show.stdout.contains("verification: OK"), "{show}");
+    assert!(
+        show.ok() && show.stdout.contains("user:      alice") && show.stdout.contains("verification: OK"),
+        "{show}"
+    );
     let export = bastion_cmd(&s, &s.carol, &["sessions", "export", &alice_id]);
     assert!(export.ok(), "{export}");
     let header: serde_json::Value = serde_json::from_str(export.stdout.lines().next().unwrap_or("")).unwrap();
@@ -139,7 +161,12 @@ fn auditors_see_every_session_and_users_only_their_own() {
 fn an_auditor_replays_over_ssh_with_a_terminal() {
     let s = setup();
     let mark = format!("replay-marker-{}", std::process::id());
-    let out = s.lab.ssh(&s.alice).args(["node-a", "echo", &mark]).timeout(Duration::from_secs(60)).run();
+    let out = s
+        .lab
+        .ssh(&s.alice)
+        .args(["node-a", "echo", &mark])
+        .timeout(Duration::from_secs(60))
+        .run();
     assert!(out.ok(), "{out}");
     let mut rows = Vec::new();
     assert!(wait_until(Duration::from_secs(60), || {

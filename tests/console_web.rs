@@ -59,7 +59,11 @@ fn an_auditor_works_through_the_console_in_a_browser() {
     let node = demo.node().to_string();
     let auditor = demo.info.auditor.clone().expect("demo.json lists the auditor");
     let url = demo.info.console_url.clone().expect("demo.json has console_url");
-    let cert = demo.info.console_cert_sha256.clone().expect("demo.json has the certificate's SHA-256");
+    let cert = demo
+        .info
+        .console_cert_sha256
+        .clone()
+        .expect("demo.json has the certificate's SHA-256");
 
     // The sessions, one at a time so their order is known.
     let marker = format!("console-marker-{}", std::process::id());
@@ -80,7 +84,16 @@ fn an_auditor_works_through_the_console_in_a_browser() {
     let (script, _) = askpass_script(&demo.scratch("auditor"), &auditor.password, "000000");
     let out = ssh_askpass(&demo.ssh_config_path(), &script)
         .args(["-o", "PubkeyAuthentication=no", "-l", &auditor.user, "bastion"])
-        .args(["breakglass", "cp-1", "--reason", "etcd disk full, compacting now", "--ticket", "INC-42", "--for", "1m"])
+        .args([
+            "breakglass",
+            "cp-1",
+            "--reason",
+            "etcd disk full, compacting now",
+            "--ticket",
+            "INC-42",
+            "--for",
+            "1m",
+        ])
         .run();
     assert!(out.ok(), "{out}\n{}", demo.bastion_log());
     let grants: Vec<serde_json::Value> =
@@ -130,7 +143,10 @@ fn an_auditor_works_through_the_console_in_a_browser() {
         })
     };
     for event in ["console.login", "console.list", "console.show", "console.search"] {
-        assert!(by_auditor(event), "no {event} by the auditor in the audit trail:\n{audit}");
+        assert!(
+            by_auditor(event),
+            "no {event} by the auditor in the audit trail:\n{audit}"
+        );
     }
     assert!(
         audit.contains("\"breakglass.self_review_refused\"") && audit.contains(&grant),

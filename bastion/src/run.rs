@@ -42,11 +42,10 @@ pub async fn serve_on(
     };
     let result = crate::server::serve(server, listener, stop).await;
     let _ = stop_web.send(true);
-    if let Some(console) = console {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), console).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "auditor console"),
-            _ => {}
-        }
+    if let Some(console) = console
+        && let Ok(Ok(Err(e))) = tokio::time::timeout(std::time::Duration::from_secs(10), console).await
+    {
+        tracing::warn!(error = %e, "auditor console");
     }
     // Sessions still open end with a manifest; what is sealed gets a last
     // chance to upload, and the rest stays in the spool for the next start.

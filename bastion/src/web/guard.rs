@@ -8,9 +8,11 @@ use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// `default-src 'self'`: no inline script or style, nothing from elsewhere;
-/// no plugins, no `<base>` rewrites, forms only to us, no framing.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+/// `default-src 'self'`: no inline script or style, no `eval`, nothing from
+/// elsewhere; no plugins, no `<base>` rewrites, forms only to us, no
+/// framing. `'wasm-unsafe-eval'` lets the player compile its terminal
+/// emulator (WebAssembly, from our own origin); it allows no JS eval.
+pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; \
                        object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 pub async fn headers(request: Request<Body>, next: Next) -> Response {
@@ -25,8 +27,14 @@ pub async fn headers(request: Request<Body>, next: Next) -> Response {
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
-        (header::HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
-        (header::HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }

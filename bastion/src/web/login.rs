@@ -33,13 +33,14 @@ pub struct Authed {
 }
 
 impl Authed {
-    /// Checks a form's CSRF token against the login's, in constant time.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), Response> {
+    /// The refusal of a form whose CSRF token is not the login's (compared
+    /// in constant time); `None` when it is.
+    pub fn csrf_refusal(&self, sent: &str) -> Option<Response> {
         if bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {
-            Ok(())
-        } else {
-            Err((StatusCode::FORBIDDEN, "the form's token does not match this login; reload the page\n").into_response())
+            return None;
         }
+        let why = "the form's token does not match this login; reload the page\n";
+        Some((StatusCode::FORBIDDEN, why).into_response())
     }
 }
 
@@ -128,7 +129,11 @@ pub struct LoginForm {
 /// Longest user name, password and code taken from the form.
 const MAX_FIELD: usize = 1024;
 
-pub async fn submit(State(web): State<Arc<Web>>, Extension(Peer(peer)): Extension<Peer>, Form(f): Form<LoginForm>) -> Response {
+pub async fn submit(
+    State(web): State<Arc<Web>>,
+    Extension(Peer(peer)): Extension<Peer>,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let refused = || (StatusCode::UNAUTHORIZED, pages::login(Some("Login refused."))).into_response();
     if f.user.len() > MAX_FIELD || f.password.len() > MAX_FIELD || f.code.len() > MAX_FIELD {
         return refused();
@@ -176,8 +181,8 @@ pub struct CsrfForm {
 }
 
 pub async fn logout(State(web): State<Arc<Web>>, authed: Authed, Form(f): Form<CsrfForm>) -> Response {
-    if let Err(r) = authed.check_csrf(&f.csrf) {
-        return r;
+    if let Some(refused) = authed.csrf_refusal(&f.csrf) {
+        return refused;
     }
     let _ = web.reader.state.delete_web_login(&authed.token_hash);
     web.server.bastion.audit.record(

@@ -115,7 +115,9 @@ pub async fn serve(web: Arc<Web>, listener: TcpListener, stop: impl std::future:
                 }
             },
         };
-        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let (tls, app, mut stopping) = (tls.clone(), app.clone(), stopping.subscribe());
         tokio::spawn(async move {
             let _slot = slot;

@@ -48,7 +48,8 @@ async fn analyse(reader: &Reader, id: &str) -> Result<Arc<Analysis>, String> {
         .get(&recorder::format::manifest_key(id))
         .await
         .map_err(|e| format!("the manifest: {e}"))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is not readable: {e}"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the manifest is not readable: {e}"))?;
     let digest = recorder::screen::digest(store, id, &manifest)
         .await
         .map_err(|e| e.to_string())?;
@@ -86,7 +87,9 @@ impl Analyses {
         }
         let (background, web2, id2) = (slot.clone(), web.clone(), id.to_string());
         tokio::spawn(async move {
-            background.get_or_init(|| async { analyse(&web2.reader, &id2).await }).await;
+            background
+                .get_or_init(|| async { analyse(&web2.reader, &id2).await })
+                .await;
         });
         tokio::time::timeout(wait, slot.get_or_init(|| async { analyse(&web.reader, id).await }))
             .await
@@ -95,12 +98,13 @@ impl Analyses {
     }
 }
 
-/// May this viewer see this session? Answered like "no such session" if not.
-async fn visible(web: &Web, viewer: &Viewer, id: &str) -> Result<(), Response> {
+/// The refusal when this viewer may not see this session: the same as for
+/// no such session.
+async fn invisible(web: &Web, viewer: &Viewer, id: &str) -> Option<Response> {
     match web.reader.visible(viewer, id).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(super::pages::not_found().await),
-        Err(e) => Err(super::pages::failed(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}"))),
+        Ok(Some(_)) => None,
+        Ok(None) => Some(super::pages::not_found().await),
+        Err(e) => Some(super::pages::failed(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}"))),
     }
 }
 
@@ -119,8 +123,8 @@ pub async fn cast(
     Path(id): Path<String>,
     Query(p): Query<CastParams>,
 ) -> Response {
-    if let Err(r) = visible(&web, &authed.viewer, &id).await {
-        return r;
+    if let Some(refused) = invisible(&web, &authed.viewer, &id).await {
+        return refused;
     }
     let analysis = match web.player.get(&web, &id, Duration::from_secs(30)).await {
         Some(Ok(a)) => a,
@@ -131,11 +135,19 @@ pub async fn cast(
         return (StatusCode::NOT_FOUND, "no such channel").into_response();
     };
     let from = if p.from.is_finite() { p.from.max(0.0) } else { 0.0 };
-    let window =
-        match recorder::screen::window(web.reader.store.as_ref(), &id, &analysis.manifest, index, from, WINDOW_BYTES).await {
-            Ok(w) => w,
-            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-        };
+    let window = match recorder::screen::window(
+        web.reader.store.as_ref(),
+        &id,
+        &analysis.manifest,
+        index,
+        from,
+        WINDOW_BYTES,
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
     let body = serde_json::json!({
         "cast": window.cast, "from": window.from, "until": window.until, "next": window.next, "input": window.input,
     });

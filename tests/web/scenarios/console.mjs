@@ -112,7 +112,7 @@ export default async function (ctx) {
 
   // Search across recordings links to the moment.
   await page.goto(`${base}/search?q=${encodeURIComponent(env.MARKER)}`);
-  const hit = page.locator(`ol.hits a[href^="/s/${env.MARK_SESSION}#"]`);
+  const hit = page.locator(`ol.hits a[href^="/s/${env.MARK_SESSION}?"]`);
   must((await hit.count()) >= 1, `no search hit: ${await page.locator('main').innerText()}`);
   await ctx.screenshot('search');
   await hit.first().click();

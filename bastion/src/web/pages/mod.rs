@@ -8,14 +8,14 @@ pub mod session;
 pub mod sessions;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use super::login::Authed;
 
 /// The frame of every page; `who` is the logged-in viewer, when there is one.
-pub fn layout(title: &str, who: Option<&Authed>, body: Markup) -> Markup {
-    html! {
+pub fn layout(title: &str, who: Option<&Authed>, body: Markup) -> Html<String> {
+    let page = html! {
         (DOCTYPE)
         html lang="en" {
             head {
@@ -46,7 +46,8 @@ pub fn layout(title: &str, who: Option<&Authed>, body: Markup) -> Markup {
                 main { (body) }
             }
         }
-    }
+    };
+    Html(page.into_string())
 }
 
 pub async fn home() -> Redirect {
@@ -54,7 +55,11 @@ pub async fn home() -> Redirect {
 }
 
 pub async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, layout("Not found", None, html! { h1 { "Not found" } })).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        layout("Not found", None, html! { h1 { "Not found" } }),
+    )
+        .into_response()
 }
 
 /// A logged-in user outside the auditor groups: nothing about any session.
@@ -73,12 +78,16 @@ pub fn unavailable() -> Response {
 
 /// A console error shown as text (the message may carry a user's input).
 pub fn failed(status: StatusCode, message: &str) -> Response {
-    (status, layout("Error", None, html! { h1 { "Error" } p.error { (message) } })).into_response()
+    (
+        status,
+        layout("Error", None, html! { h1 { "Error" } p.error { (message) } }),
+    )
+        .into_response()
 }
 
 /// The login form, with a refusal when there was one (the same words for
 /// every failure).
-pub fn login(refused: Option<&str>) -> Markup {
+pub fn login(refused: Option<&str>) -> Html<String> {
     let body = html! {
         h1 { "Log in" }
         @if let Some(r) = refused { p.error role="alert" { (r) } }

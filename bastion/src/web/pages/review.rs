@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
@@ -16,17 +16,14 @@ use super::{failed, layout, utc};
 use crate::web::Web;
 use crate::web::login::Authed;
 
-fn reviewers_only(authed: &Authed) -> Result<(), Response> {
-    if authed.viewer.role.may_review() {
-        Ok(())
-    } else {
-        Err(failed(StatusCode::FORBIDDEN, "Break-glass review is for reviewers."))
-    }
+/// The refusal for someone who is not a reviewer.
+fn not_a_reviewer(authed: &Authed) -> Option<Response> {
+    (!authed.viewer.role.may_review()).then(|| failed(StatusCode::FORBIDDEN, "Break-glass review is for reviewers."))
 }
 
 pub async fn list(State(web): State<Arc<Web>>, authed: Authed) -> Response {
-    if let Err(r) = reviewers_only(&authed) {
-        return r;
+    if let Some(refused) = not_a_reviewer(&authed) {
+        return refused;
     }
     let grants = match web.reader.grants(&authed.viewer, true, None) {
         Ok(g) => g,
@@ -78,11 +75,11 @@ pub async fn submit(
     Path(id): Path<String>,
     Form(f): Form<ReviewForm>,
 ) -> Response {
-    if let Err(r) = authed.check_csrf(&f.csrf) {
-        return r;
+    if let Some(refused) = authed.csrf_refusal(&f.csrf) {
+        return refused;
     }
-    if let Err(r) = reviewers_only(&authed) {
-        return r;
+    if let Some(refused) = not_a_reviewer(&authed) {
+        return refused;
     }
     match web.reader.review(&authed.viewer, &id, &f.note) {
         Ok(_) => Redirect::to("/review").into_response(),

@@ -60,7 +60,7 @@ pub async fn search(State(web): State<Arc<Web>>, authed: Authed, Query(p): Query
                 ol.hits {
                     @for h in hits {
                         li {
-                            a href={ "/s/" (h.session.id) "#ch=" (h.channel) "&t=" (format!("{:.1}", h.hit.time)) } {
+                            a href={ "/s/" (h.session.id) "?ch=" (h.channel) "#t=" (format!("{:.1}", h.hit.time)) } {
                                 (h.session.id) " · " (h.session.user) " → " (h.session.login) "@" (h.session.target)
                                 " · " (utc(h.session.started_at)) " +" (format!("{:.1}", h.hit.time)) "s"
                             }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
@@ -23,16 +23,24 @@ use crate::web::player::Analysis;
 /// How long the page waits for a first analysis before showing what it has.
 const WAIT: Duration = Duration::from_millis(1500);
 
-pub async fn show(State(web): State<Arc<Web>>, authed: Authed, Path(id): Path<String>) -> Response {
+#[derive(serde::Deserialize)]
+pub struct Params {
+    /// The terminal channel to play (default: the first with output).
+    ch: Option<u32>,
+}
+
+pub async fn show(
+    State(web): State<Arc<Web>>,
+    authed: Authed,
+    Path(id): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
     let row = match web.reader.visible(&authed.viewer, &id).await {
         Ok(Some(r)) => r,
         Ok(None) => return super::not_found().await,
         Err(e) => return failed(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}")),
     };
-    if let Err(e) = web
-        .reader
-        .audit_view(&authed.viewer, "show", &id)
-    {
+    if let Err(e) = web.reader.audit_view(&authed.viewer, "show", &id) {
         return failed(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}"));
     }
     let body = match web.player.get(&web, &id, WAIT).await {
@@ -46,12 +54,12 @@ pub async fn show(State(web): State<Arc<Web>>, authed: Authed, Path(id): Path<St
             p.error { "The recording cannot be read: " (why) }
             p { "User " (row.user) " on " (row.login) "@" (row.target) "." }
         },
-        Some(Ok(a)) => page(&id, &a),
+        Some(Ok(a)) => page(&id, &a, p.ch),
     };
     layout(&format!("Session {id}"), Some(&authed), body).into_response()
 }
 
-fn page(id: &str, a: &Analysis) -> Markup {
+fn page(id: &str, a: &Analysis, ch: Option<u32>) -> Markup {
     let m = &a.manifest;
     let i = &m.info;
     html! {
@@ -91,19 +99,25 @@ fn page(id: &str, a: &Analysis) -> Markup {
         section.players {
             h2 { "Terminal" }
             @let terminals: Vec<_> = a.digest.channels.iter().filter(|c| c.output_bytes > 0).collect();
-            @if terminals.is_empty() { p { "No terminal output was recorded." } }
-            @for c in terminals {
-                div.channel {
+            @let shown = terminals.iter().find(|c| Some(c.channel) == ch).or(terminals.first());
+            @if terminals.len() > 1 {
+                p.channels { "Channels: " @for c in &terminals {
+                    a href={ "/s/" (id) "?ch=" (c.channel) } { "channel " (c.channel) } " "
+                } }
+            }
+            @match shown {
+                None => p { "No terminal output was recorded." },
+                Some(c) => div.channel {
                     h3 { "Channel " (c.channel) " · " (c.width) "×" (c.height) " · " (format!("{:.1}", c.duration)) " s · "
                         (c.output_bytes) " bytes"
                         " · " a href={ "/s/" (id) "/export?ch=" (c.channel) } download { "export .cast" } }
-                    div.player id={ "player-" (c.channel) } data-player="1"
+                    div id="player"
                         data-cast-url={ "/s/" (id) "/cast?ch=" (c.channel) }
                         data-duration=(format!("{:.3}", c.duration))
+                        data-start="0"
                         data-input=(if c.input_recorded { "1" } else { "0" }) {}
-                    div.controls data-for={ "player-" (c.channel) } {}
-                    @if c.input_recorded { ol.keystrokes data-for={ "player-" (c.channel) } {} }
-                }
+                    @if c.input_recorded { h3 { "Recorded input" } ol id="keystrokes" {} }
+                },
             }
         }
         section.timeline {

@@ -101,7 +101,9 @@ pub async fn list(State(web): State<Arc<Web>>, authed: Authed, Query(p): Query<P
     };
     let more = rows.len() > PAGE as usize;
     let rows = &rows[..rows.len().min(PAGE as usize)];
-    let next = more.then(|| rows.last().map(|r| format!("{}.{}", r.started_at, r.id))).flatten();
+    let next = more
+        .then(|| rows.last().map(|r| format!("{}.{}", r.started_at, r.id)))
+        .flatten();
     let body = html! {
         h1 { "Sessions" }
         form.filters method="get" action="/sessions" {
@@ -133,7 +135,10 @@ pub async fn list(State(web): State<Arc<Web>>, authed: Authed, Query(p): Query<P
 }
 
 fn row(s: &IndexedSession) -> maud::Markup {
-    let length = s.ended_at.map(|e| duration(e - s.started_at)).unwrap_or_else(|| "running".into());
+    let length = s
+        .ended_at
+        .map(|e| duration(e - s.started_at))
+        .unwrap_or_else(|| "running".into());
     html! {
         tr data-session=(s.id) {
             td { a href={ "/s/" (s.id) } { (utc(s.started_at)) } }
