@@ -4,8 +4,10 @@
 //! the recording sink behind it (spool, chunks, signed manifests) writing to
 //! a write-once [`store`] (local WORM directory or S3 Object Lock). The
 //! auditor side reads them back: [`read`], [`verify`], [`cast`] (asciicast
-//! export), [`replay`] and [`search`]; [`display`] escapes every recorded
-//! string they show.
+//! export), [`replay`] and [`search`]; [`screen`] makes a long session
+//! seekable for the browser console (keyframes once, then small asciicast
+//! windows from any moment); [`display`] escapes every recorded string they
+//! show.
 //!
 //! A [`SessionTap`] can only be made inside this crate, by a started sink:
 //! outside it there is no way to build a relay that records nothing.
@@ -17,6 +19,7 @@ pub mod format;
 pub mod manifest;
 pub mod read;
 pub mod replay;
+pub mod screen;
 pub mod search;
 pub mod sftp;
 pub mod sink;

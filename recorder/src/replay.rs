@@ -59,14 +59,39 @@ enum Mode {
     StrEscape,
 }
 
+impl SanitizerState {
+    /// Whether no sequence is half read: what follows is treated exactly as a fresh state
+    /// would treat it, so a replay may start here (the screen index keys on this).
+    pub fn at_rest(&self) -> bool {
+        self.mode == Mode::Ground
+    }
+}
+
 /// Returns `output` with every sequence that could act on the auditor's terminal removed.
 /// See the module doc for what is kept.
 pub fn sanitize(output: &str, state: &mut SanitizerState) -> String {
     let mut out = String::with_capacity(output.len());
-    for ch in output.chars() {
-        step(ch, state, &mut out);
-    }
+    sanitize_into(output, state, &mut out);
     out
+}
+
+/// [`sanitize`], appending to `out`.
+pub fn sanitize_into(output: &str, state: &mut SanitizerState, out: &mut String) {
+    let mut rest = output;
+    while !rest.is_empty() {
+        if state.mode == Mode::Ground {
+            // Plain text passes unchanged in the ground state: only ESC and C1 controls (two
+            // bytes in UTF-8, lead byte 0xC2) start anything, so copy up to the next of those
+            // at once instead of a character at a time. Most output is such text.
+            let plain = rest.bytes().position(|b| b == 0x1b || b == 0xc2).unwrap_or(rest.len());
+            out.push_str(&rest[..plain]);
+            rest = &rest[plain..];
+        }
+        let mut chars = rest.chars();
+        let Some(ch) = chars.next() else { break };
+        step(ch, state, out);
+        rest = chars.as_str();
+    }
 }
 
 fn step(ch: char, st: &mut SanitizerState, out: &mut String) {

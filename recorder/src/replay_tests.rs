@@ -291,3 +291,39 @@ fn replay_to_rejects_bad_options_and_bad_casts() {
         Err(ReplayError::Cast(_))
     ));
 }
+
+/// Pieces the fast path and the sequences around it are made of.
+fn sanitizer_input() -> impl proptest::strategy::Strategy<Value = Vec<String>> {
+    use proptest::prelude::*;
+    let piece = prop_oneof![
+        Just("plain text ".to_owned()),
+        Just("\x1b[1;31m".to_owned()),
+        Just("\x1b]52;c;Zm9v\x07".to_owned()),
+        Just("\x1b[6n".to_owned()),
+        Just("\u{9b}2J".to_owned()),
+        Just("\u{a0}é\u{85}".to_owned()),
+        Just("\x1b".to_owned()),
+        Just("\x1bP".to_owned()),
+        Just("\r\n".to_owned()),
+        "[\\x00-\\x7f\\u{80}-\\u{ff}]{0,6}",
+    ];
+    proptest::collection::vec(proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat()), 0..6)
+}
+
+proptest::proptest! {
+    /// The ground-state fast path of `sanitize_into` writes what stepping one character at a
+    /// time writes, whatever the split into calls.
+    #[test]
+    fn the_fast_path_equals_stepping_each_character(calls in sanitizer_input()) {
+        let (mut fast, mut slow) = (SanitizerState::default(), SanitizerState::default());
+        let (mut a, mut b) = (String::new(), String::new());
+        for call in &calls {
+            sanitize_into(call, &mut fast, &mut a);
+            for ch in call.chars() {
+                step(ch, &mut slow, &mut b);
+            }
+            proptest::prop_assert_eq!(fast.at_rest(), slow.at_rest());
+        }
+        proptest::prop_assert_eq!(a, b);
+    }
+}
