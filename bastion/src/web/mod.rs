@@ -9,6 +9,7 @@
 //! CSRF token and must come from our own origin. The console reads what
 //! [`crate::console`] gives every door, with the viewer's role.
 
+mod analysis;
 pub mod assets;
 mod guard;
 mod login;
@@ -41,7 +42,7 @@ pub struct Web {
     server: Arc<Server>,
     reader: Reader,
     config: WebConfig,
-    player: player::Analyses,
+    analyses: analysis::Analyses,
 }
 
 /// The client's address, set per connection.
@@ -51,11 +52,19 @@ struct Peer(SocketAddr);
 impl Web {
     pub fn new(server: Arc<Server>, config: WebConfig) -> Arc<Web> {
         let reader = Reader::of(&server.bastion);
+        let state_dir = server
+            .bastion
+            .config
+            .state
+            .db
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let digests = state_dir.join("digests");
         Arc::new(Web {
             server,
             reader,
             config,
-            player: player::Analyses::default(),
+            analyses: analysis::Analyses::new(digests),
         })
     }
 }
@@ -103,6 +112,7 @@ pub async fn serve(web: Arc<Web>, listener: TcpListener, stop: impl std::future:
     let (stopping, _) = tokio::sync::broadcast::channel::<()>(1);
     tokio::pin!(stop);
     let pruner = tokio::spawn(prune_logins(web.clone()));
+    let indexer = tokio::spawn(analysis::preindex(web.clone()));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut stop => break,
@@ -142,6 +152,7 @@ pub async fn serve(web: Arc<Web>, listener: TcpListener, stop: impl std::future:
     }
     let _ = stopping.send(());
     pruner.abort();
+    indexer.abort();
     Ok(())
 }
 

@@ -17,8 +17,8 @@ use recorder::format::{Event, EventKind};
 
 use super::{failed, layout};
 use crate::web::Web;
+use crate::web::analysis::Analysis;
 use crate::web::login::Authed;
-use crate::web::player::Analysis;
 
 /// How long the page waits for a first analysis before showing what it has.
 const WAIT: Duration = Duration::from_millis(1500);
@@ -43,7 +43,7 @@ pub async fn show(
     if let Err(e) = web.reader.audit_view(&authed.viewer, "show", &id) {
         return failed(StatusCode::SERVICE_UNAVAILABLE, &format!("{e:#}"));
     }
-    let body = match web.player.get(&web, &id, WAIT).await {
+    let body = match web.analyses.get(&web, &id, WAIT).await {
         None => html! {
             h1 { "Session " (id) }
             meta http-equiv="refresh" content="2";
