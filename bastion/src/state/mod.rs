@@ -288,8 +288,8 @@ fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
 // SQLite numbers `$N` parameters by first appearance, PostgreSQL by N; binding
 // by name makes the two agree whatever the order in the statement.
 
-const PARAM_NAMES: [&str; 12] = [
-    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
+const PARAM_NAMES: [&str; 16] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16",
 ];
 
 /// Prepares (cached) `sql`, checking it takes exactly `n` parameters.
