@@ -44,19 +44,52 @@ pub async fn headers(request: Request<Body>, next: Next) -> Response {
     response
 }
 
-/// A browser names the origin of a POST (`Origin`) and whether it is ours
-/// (`Sec-Fetch-Site`); either saying "elsewhere" refuses it. The CSRF
-/// token is checked too, by the handler: this is the second lock.
+/// A browser says whether a request comes from our own pages
+/// (`Sec-Fetch-Site`, sent by every current browser); without it, the
+/// `Origin` must be ours. (Under `Referrer-Policy: no-referrer` Chromium
+/// sends `Origin: null` even for our own forms, so `Sec-Fetch-Site` comes
+/// first.) The CSRF token is checked too, by the handler: this is the
+/// second lock.
 fn same_origin(request: &Request<Body>) -> bool {
     let h = request.headers();
-    if let Some(site) = h.get("sec-fetch-site")
-        && !matches!(site.as_bytes(), b"same-origin" | b"none")
-    {
-        return false;
+    if let Some(site) = h.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
     }
     match (h.get(header::ORIGIN), h.get(header::HOST)) {
         (None, _) => true,
         (Some(origin), Some(host)) => origin.as_bytes() == [b"https://".as_slice(), host.as_bytes()].concat(),
         (Some(_), None) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(headers: &[(&str, &str)]) -> bool {
+        let mut r = Request::post("/logout").header("host", "bastion:8443");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        same_origin(&r.body(Body::empty()).unwrap())
+    }
+
+    #[test]
+    fn only_our_own_pages_may_post() {
+        assert!(post(&[("sec-fetch-site", "same-origin"), ("origin", "null")]));
+        assert!(post(&[("origin", "https://bastion:8443")]));
+        assert!(
+            post(&[]),
+            "no browser headers at all: a script, which the CSRF token stops"
+        );
+        for bad in [
+            vec![("sec-fetch-site", "cross-site")],
+            vec![("sec-fetch-site", "same-site"), ("origin", "https://bastion:8443")],
+            vec![("origin", "https://evil.example")],
+            vec![("origin", "null")],
+            vec![("origin", "http://bastion:8443")],
+        ] {
+            assert!(!post(&bad), "{bad:?}");
+        }
     }
 }
