@@ -94,7 +94,7 @@ fn page(id: &str, a: &Analysis, ch: Option<u32>) -> Markup {
             } @else {
                 p { span.badge.badge-failed { "FAILED" } " what was shown below cannot be trusted:" }
             }
-            pre.findings { (e(&a.report.to_string())) }
+            pre.findings { (recorder::display::escape_lines(&a.report.to_string())) }
         }
         section.players {
             h2 { "Terminal" }
