@@ -143,7 +143,17 @@ fn an_auditor_works_through_the_console_in_a_browser() {
     // no login, is sent to the login form).
     let curl = |extra: &[&str]| {
         Cmd::new("curl")
-            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--data", "csrf=x"])
+            .args([
+                "-sk",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "POST",
+                "--data",
+                "csrf=x",
+            ])
             .args(extra)
             .arg(format!("{}logout", url))
             .timeout(Duration::from_secs(20))
