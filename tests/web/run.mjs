@@ -116,7 +116,8 @@ async function main() {
       });
     });
     const page = context.pages()[0] || (await context.newPage());
-    page.setDefaultTimeout(10000);
+    // Generous: on a loaded 2-CPU machine Chromium and the player's wasm take seconds to start.
+    page.setDefaultTimeout(30000);
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => {
       if (m.type() === 'error') process.stderr.write(`console error: ${m.text()}\n`);

@@ -42,7 +42,7 @@ async function playUntil(page, text) {
   await page.waitForSelector('#player-controls #play');
   await page.click('#play');
   await page.waitForFunction((t) => document.getElementById('player').textContent.includes(t), text, {
-    timeout: 20000,
+    timeout: 30000,
   });
 }
 
