@@ -199,6 +199,10 @@
         preload: true,
         controls: false,
         startAt: Math.max(0, t - w.from),
+        // Show the screen at T before Play is pressed, so a seek shows where
+        // it landed (the player's poster at exactly T leaves out the window's
+        // first event, the screen at its keyframe: hence the 10 ms).
+        poster: 'npt:' + (Math.max(0, t - w.from) + 0.01).toFixed(3),
       });
       st.player = p;
       setPlaying(false);

@@ -132,7 +132,8 @@ export default async function (ctx) {
   must((await hit.count()) >= 1, `no search hit: ${await page.locator('main').innerText()}`);
   await ctx.screenshot('search');
   await hit.first().click();
-  await playUntil(page, env.MARKER);
+  // A seek shows the screen at that moment before anything plays.
+  await page.waitForFunction((t) => document.getElementById('player').textContent.includes(t), env.MARKER);
 
   // State changes need the login's token: none, a wrong one, refused.
   // (From the page itself: the browser adds the cookie and its own
