@@ -140,7 +140,12 @@ fn auditors_see_every_session_and_users_only_their_own() {
     let all = bastion_cmd(&s, &s.carol, &["sessions", "verify", "--all"]);
     assert!(all.ok() && all.stdout.contains("0 failed"), "{all}");
 
+    let chain = bastion_cmd(&s, &s.carol, &["audit", "verify"]);
+    assert!(chain.ok() && chain.stdout.contains("chain intact"), "{chain}");
+
     // What the role does not allow.
+    let chain = bastion_cmd(&s, &s.bob, &["audit", "verify"]);
+    assert!(!chain.ok() && chain.stderr.contains("for auditors"), "{chain}");
     let refused = bastion_cmd(&s, &s.bob, &["sessions", "verify", "--all"]);
     assert!(!refused.ok() && refused.stderr.contains("for auditors"), "{refused}");
     let review = bastion_cmd(&s, &s.carol, &["breakglass", "review", "g-1", "--note", "checked"]);

@@ -30,6 +30,7 @@ pub fn run(ctx: &CommandCtx, args: &[String]) -> Output {
         "  sessions list|show|search|verify|export|replay   your recorded sessions".to_string(),
         "             (every session for auditors; `sessions --help`)".to_string(),
         "  breakglass list | breakglass review GRANT --note TEXT   grants (reviewers review)".to_string(),
+        "  audit verify   check the audit trail's hash chain (auditors)".to_string(),
         "  help       this text".to_string(),
     ] {
         text.push_str(&line);

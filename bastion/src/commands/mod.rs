@@ -6,6 +6,7 @@
 //! What a command echoes back of its arguments or of the directory goes
 //! through [`recorder::display::escape`], as on the auditor's side.
 
+mod audit;
 mod breakglass;
 mod enroll;
 mod grants;
@@ -103,6 +104,7 @@ pub async fn run(ctx: &CommandCtx, line: &str) -> Output {
     match name.as_str() {
         "targets" => targets::run(ctx, args),
         "breakglass" if grants::handles(args) => grants::run(ctx, args),
+        "audit" => audit::run(ctx, args),
         "breakglass" => breakglass::run(ctx, args).await,
         "whoami" => whoami::run(ctx, args),
         "kubeconfig" => kubeconfig::run(ctx, args).await,
