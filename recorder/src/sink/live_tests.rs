@@ -8,13 +8,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::super::{RecorderConfig, RecordingSink};
 use crate::format;
 use crate::manifest::Manifest;
 use crate::read;
-use crate::sink::{Follower, recorded_lines};
+use crate::sink::{Backlog, FollowError, Follower, LiveBatch, Watch, recorded_lines};
 use crate::store::worm::WormDir;
 use crate::store::{Retention, Store, StoreError};
 use crate::tap::{ChannelEvent, ChannelKind, ChannelTap, Direction, SessionMeta, Sink};
@@ -317,4 +317,57 @@ async fn a_follower_ends_after_the_last_line() {
     got.extend(rest);
     same("early follower", &got, &want);
     assert!(want.last().unwrap().contains(r#""e":"close""#));
+}
+
+fn batch(seq: u64, lines: &[&str], end: bool) -> Arc<LiveBatch> {
+    Arc::new(LiveBatch {
+        seq,
+        lines: lines.iter().map(|l| l.to_string()).collect(),
+        end,
+    })
+}
+
+/// A follower on a hand-fed channel: lines it already has are dropped, a
+/// gap the feed did not excuse with `Lagged` is an error (and the last thing
+/// it yields), and a feed that closes without its end batch is one too.
+#[tokio::test]
+async fn a_follower_drops_repeats_and_fails_loudly_on_gaps_and_cuts() {
+    let temp = Temp(tempfile::tempdir().unwrap());
+    let store: Arc<dyn Store> = Arc::new(WormDir::new(temp.0.path().join("store")).unwrap());
+    let follower = |rx| {
+        Follower::new(
+            Watch { from_seq: 0, rx },
+            Backlog::new(store.clone(), temp.0.path(), "s"),
+        )
+    };
+
+    let (tx, rx) = broadcast::channel(8);
+    let mut f = follower(rx);
+    tx.send(batch(0, &["a", "b"], false)).unwrap();
+    tx.send(batch(1, &["b", "c"], false)).unwrap();
+    tx.send(batch(5, &["f"], false)).unwrap();
+    for want in ["a", "b", "c"] {
+        assert_eq!(f.next().await.unwrap().unwrap(), want);
+    }
+    let err = f.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, FollowError::Gap { expected: 3, got: 5 }), "{err}");
+    assert!(f.next().await.is_none());
+
+    let (tx, rx) = broadcast::channel(8);
+    let mut f = follower(rx);
+    tx.send(batch(0, &["a"], false)).unwrap();
+    drop(tx);
+    assert_eq!(f.next().await.unwrap().unwrap(), "a");
+    assert!(matches!(f.next().await, Some(Err(FollowError::Cut))));
+
+    let (tx, rx) = broadcast::channel(8);
+    let mut f = follower(rx);
+    tx.send(batch(0, &["a"], false)).unwrap();
+    tx.send(batch(1, &[], true)).unwrap();
+    drop(tx);
+    assert_eq!(f.next().await.unwrap().unwrap(), "a");
+    assert!(
+        f.next().await.is_none(),
+        "the end batch ends it, not the closed channel"
+    );
 }

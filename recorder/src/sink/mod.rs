@@ -14,7 +14,10 @@
 //! into event lines; pure), `disk` (the fsync and seal jobs, and appending
 //! lines to the open chunk), `upload` (sealed chunks, then manifests, to the
 //! store), `recover` (start-up: `crashed` manifests for cut sessions), and
-//! `shared` (the counts and wake-ups they share). This file holds the
+//! `shared` (the counts and wake-ups they share). For auditors watching a
+//! running session, `live` numbers the lines written and sends them to
+//! watchers, and `follow` joins that feed to the lines read back from the
+//! files ([`Follower`]). This file holds the
 //! public API: the configuration, the reports, and [`RecordingSink`].
 
 mod disk;
