@@ -174,6 +174,19 @@ pub struct RecordError(pub String);
 /// an error (the session must not start).
 pub trait Sink: Send + Sync + 'static {
     fn start(&self, meta: &SessionMeta) -> Result<SessionTap, RecordError>;
+
+    /// Subscribes to a running session's recorded lines (see
+    /// [`crate::sink::Watch`]); `None` when it is not running here or this
+    /// sink has no live feed.
+    fn watch(&self, _session: &str) -> Option<crate::sink::Watch> {
+        None
+    }
+
+    /// A running session's recorded lines from its first, then live, each
+    /// once (see [`crate::sink::Follower`]); `None` as for [`Sink::watch`].
+    fn follow(&self, _session: &str) -> Option<crate::sink::Follower> {
+        None
+    }
 }
 
 /// The session's end of the seam; hands out one [`ChannelTap`] per channel.

@@ -111,7 +111,8 @@ pub(super) async fn seal(
     }
 }
 
-/// Writes what the translator made into the open chunk.
+/// Writes what the translator made into the open chunk: one line per
+/// [`Out`], made as [`line_of`] makes it.
 pub(super) fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out]) -> std::io::Result<()> {
     for o in outs {
         let n = match o {
@@ -127,4 +128,20 @@ pub(super) fn append_all(shared: &Shared, writer: &mut ChunkWriter, outs: &[Out]
         shared.bytes.fetch_add(n as i64, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// The chunk line of `o`, with its newline, appended to `buf`: the same
+/// calls [`ChunkWriter::append`] and [`ChunkWriter::append_data`] make, so
+/// a watcher's line is byte for byte the recorded one.
+pub(super) fn line_of(o: &Out, buf: &mut Vec<u8>) {
+    match o {
+        Out::Event(e) => buf.extend_from_slice(&e.to_line()),
+        Out::Data {
+            t,
+            ch,
+            input,
+            err,
+            piece,
+        } => crate::format::write_data_line(buf, *t, *ch, *input, *err, piece),
+    }
 }

@@ -14,10 +14,15 @@
 //! into event lines; pure), `disk` (the fsync and seal jobs, and appending
 //! lines to the open chunk), `upload` (sealed chunks, then manifests, to the
 //! store), `recover` (start-up: `crashed` manifests for cut sessions), and
-//! `shared` (the counts and wake-ups they share). This file holds the
+//! `shared` (the counts and wake-ups they share). For auditors watching a
+//! running session, `live` numbers the lines written and sends them to
+//! watchers, and `follow` joins that feed to the lines read back from the
+//! files ([`Follower`]). This file holds the
 //! public API: the configuration, the reports, and [`RecordingSink`].
 
 mod disk;
+mod follow;
+mod live;
 mod recover;
 mod session;
 mod shared;
@@ -40,6 +45,8 @@ use crate::spool::{self, ChunkWriter};
 use crate::store::Store;
 use crate::tap::{RecordError, SessionMeta, SessionTap, Sink};
 
+pub use self::follow::{Backlog, FollowError, Follower, recorded_lines};
+pub use self::live::{LIVE_BATCHES, LiveBatch, Watch};
 pub use self::session::{BATCH_BYTES, FLUSHES_IN_FLIGHT};
 
 /// What the bastion runs when a recording is sealed in the store.
@@ -269,7 +276,8 @@ impl Sink for RecordingSink {
         shared.open.fetch_add(1, Ordering::AcqRel);
         let writer = ChunkWriter::new(dir, meta.session_id.clone(), 0, format::ZERO_HASH.into())
             .reuse_files(shared.spares.clone());
-        let session = session::run_session(shared.clone(), writer, info, rx);
+        let live = shared.live.open(&meta.session_id);
+        let session = session::run_session(shared.clone(), writer, info, rx, live);
         // The runtime is taken only when the sink is dropped.
         let runtime = self
             .runtime
@@ -277,5 +285,15 @@ impl Sink for RecordingSink {
             .unwrap_or_else(|| unreachable!("the sink is alive"));
         drop(runtime.spawn(session));
         Ok(tap)
+    }
+
+    fn watch(&self, session: &str) -> Option<Watch> {
+        self.shared.live.watch(session)
+    }
+
+    fn follow(&self, session: &str) -> Option<Follower> {
+        let watch = self.shared.live.watch(session)?;
+        let backlog = Backlog::new(self.shared.store.clone(), &self.shared.config.spool_dir, session);
+        Some(Follower::new(watch, backlog))
     }
 }

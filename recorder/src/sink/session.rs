@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::disk::{Job, JobDone, Sizes, append_all, due_job, seal};
+use super::live::LiveFeed;
 use super::shared::{Shared, lock};
 use super::translate::{Out, Translator};
 use crate::manifest::{ChunkEntry, EndedHow, SessionInfo};
@@ -69,6 +70,8 @@ struct Session {
     outs: Vec<Out>,
     /// The time of the last event made.
     last_t: f64,
+    /// Numbers the lines written and sends them to watchers.
+    live: LiveFeed,
 }
 
 /// One session: records until every tap is gone (closed), the recorder
@@ -88,14 +91,15 @@ pub(super) async fn run_session(
     writer: ChunkWriter,
     info: SessionInfo,
     mut rx: mpsc::Receiver<Record>,
+    live: LiveFeed,
 ) {
-    let mut session = Session::new(shared, writer, info.record_input);
+    let mut session = Session::new(shared, writer, info.record_input, live);
     let ended = session.record(&mut rx).await;
     session.end(info, ended, rx).await;
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>, writer: ChunkWriter, record_input: bool) -> Session {
+    fn new(shared: Arc<Shared>, writer: ChunkWriter, record_input: bool, live: LiveFeed) -> Session {
         let config = &shared.config;
         let flush_bytes = config.flush_bytes.clamp(1, config.chunk_bytes.max(1));
         let sizes = Sizes {
@@ -118,6 +122,7 @@ impl Session {
             job_base: 0,
             outs: Vec::new(),
             last_t: 0.0,
+            live,
         }
     }
 
@@ -186,6 +191,8 @@ impl Session {
             res = self.writer.write_out();
         }
         res.map_err(|e| format!("writing the spool failed: {e}"))?;
+        // Only lines the chunk holds are shown, and only once they are.
+        self.live.publish(&self.outs);
         if self.deadline.is_none() && self.writer.has_events() {
             self.deadline = Some(Instant::now() + self.chunk_interval);
         }
@@ -269,8 +276,11 @@ impl Session {
     ) -> Result<(), String> {
         self.tr.flush_all(self.last_t, &mut end);
         let mut result: Result<(), String> = Ok(());
-        if clean && let Err(e) = append_all(&self.shared, &mut self.writer, &end) {
-            result = Err(format!("writing the spool failed: {e}"));
+        if clean {
+            match append_all(&self.shared, &mut self.writer, &end) {
+                Ok(()) => self.live.publish(&end),
+                Err(e) => result = Err(format!("writing the spool failed: {e}")),
+            }
         }
         // Even after a failure, try to close the recording properly; if the disk
         // refuses, the session stays in the spool and start-up recovery ends it.
@@ -279,6 +289,9 @@ impl Session {
         if let Err(e) = self.shared.sealed_chunk(r, &mut self.chunks) {
             result = Err(e);
         }
+        // Every line is in a sealed chunk file now (or the disk refused it):
+        // watchers that fell behind find the rest there.
+        self.live.end();
         result?;
         let shared = self.shared.clone();
         let channels = self.tr.summaries();

@@ -43,6 +43,8 @@ pub(super) struct Shared {
     /// Wakes `drained` when a session ends.
     pub(super) ended: Notify,
     pub(super) shutdown: watch::Sender<bool>,
+    /// The running sessions' live feeds, for watchers.
+    pub(super) live: super::live::Registry,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -67,6 +69,7 @@ impl Shared {
             sealed: Notify::new(),
             ended: Notify::new(),
             shutdown,
+            live: Default::default(),
         }
     }
 
