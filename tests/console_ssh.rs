@@ -187,3 +187,122 @@ fn an_auditor_replays_over_ssh_with_a_terminal() {
         .run();
     assert!(replay.ok() && replay.stdout.contains(&mark), "{replay}");
 }
+
+/// The session id of `user`'s running session, from the audit trail.
+fn running_session(s: &Setup, user: &str) -> String {
+    let mut id = None;
+    wait_until(Duration::from_secs(30), || {
+        id = read_lossy(&s.lab.dir().join("audit/audit.jsonl"))
+            .lines()
+            .filter(|l| l.contains("\"event\":\"session.start\"") && l.contains(&format!("\"user\":\"{user}\"")))
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["session"].as_str().map(str::to_string))
+            .next_back();
+        id.is_some()
+    });
+    id.unwrap_or_else(|| panic!("no session.start for {user}:\n{}", s.lab.log()))
+}
+
+/// A process whose stdout is gathered in the background.
+struct Watched {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    fn spawn(mut cmd: std::process::Command) -> Watched {
+        use std::io::Read;
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut stdout, sink) = (child.stdout.take().unwrap(), out.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Watched { child, out }
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn shows(&self, what: &str) -> bool {
+        wait_until(Duration::from_secs(20), || self.text().contains(what))
+    }
+
+    fn type_text(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+fn ssh_process(s: &Setup, who: &LabUser, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new("ssh");
+    cmd.arg("-F").arg(who.ssh_config_path()).args(args);
+    let _ = s;
+    cmd
+}
+
+#[test]
+fn an_auditor_watches_a_running_session_from_its_screen_to_its_end() {
+    let s = setup();
+    // Alice's session prints a line, then echoes what she types, twice.
+    let script = "echo before-the-watcher; read a; echo \"got-$a\"; read b; echo \"got-$b\"";
+    let mut alice = Watched::spawn(ssh_process(&s, &s.alice, &["-tt", "node-a", script]));
+    assert!(alice.shows("before-the-watcher"), "{}\n{}", alice.text(), s.lab.log());
+    let id = running_session(&s, "alice");
+
+    // Bob may not watch; the auditor may, and sees what was already on screen.
+    let refused = bastion_cmd(&s, &s.bob, &["sessions", "watch", &id]);
+    assert!(!refused.ok() && refused.stderr.contains("for auditors"), "{refused}");
+    let mut carol = Watched::spawn(ssh_process(&s, &s.carol, &["-tt", "bastion", "sessions", "watch", &id]));
+    assert!(
+        carol.shows("before-the-watcher"),
+        "the watcher missed the screen so far:\n{}",
+        carol.text()
+    );
+
+    // What alice's session prints now reaches the watcher, once.
+    alice.type_text("live-one\r");
+    assert!(carol.shows("got-live-one"), "{}", carol.text());
+    alice.type_text("live-two\r");
+    assert!(carol.shows("got-live-two"), "{}", carol.text());
+    assert!(alice.shows("got-live-two"), "{}", alice.text());
+    assert_eq!(
+        carol.text().matches("got-live-one").count(),
+        1,
+        "shown twice:\n{}",
+        carol.text()
+    );
+
+    // The session ends; so does the watch, saying so.
+    assert!(wait_until(Duration::from_secs(20), || alice
+        .child
+        .try_wait()
+        .ok()
+        .flatten()
+        .is_some()));
+    assert!(carol.shows("[the "), "{}", carol.text());
+    let status = wait_until(Duration::from_secs(20), || {
+        carol.child.try_wait().ok().flatten().is_some()
+    });
+    assert!(status, "the watcher did not end with the session:\n{}", carol.text());
+
+    let audit = read_lossy(&s.lab.dir().join("audit/audit.jsonl"));
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"console.watch\"") && l.contains("\"viewer\":\"carol\"") && l.contains(&id)),
+        "{audit}"
+    );
+}

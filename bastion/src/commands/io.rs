@@ -97,6 +97,26 @@ impl ChannelIo {
         }
     }
 
+    /// The next bytes the client sends; `None` at EOF or close.
+    pub async fn read_bytes(&mut self) -> Option<Vec<u8>> {
+        if !self.pending.is_empty() {
+            return Some(std::mem::take(&mut self.pending));
+        }
+        if self.eof {
+            return None;
+        }
+        loop {
+            match self.channel.wait().await {
+                Some(ChannelMsg::Data { data }) => return Some(data.to_vec()),
+                Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => {
+                    self.eof = true;
+                    return None;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Ends the command with `status`.
     pub async fn finish(self, status: u32) {
         let _ = self.channel.exit_status(status).await;

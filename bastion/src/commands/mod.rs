@@ -16,6 +16,7 @@ mod kube_credential;
 mod kubeconfig;
 mod sessions;
 mod targets;
+mod watch;
 mod whoami;
 
 use std::net::SocketAddr;

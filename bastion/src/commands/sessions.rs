@@ -7,6 +7,7 @@
 //! sessions list [--user U] [--target T] [--since WHEN] [--until WHEN] [--breakglass] [--unreviewed] [--json] [--limit N]
 //! sessions show ID | verify ID|--all | search TEXT [-i] [filters] | export ID [--channel N] > file.cast
 //! sessions replay ID [--speed X] [--idle-limit S] [--input] [--channel N]     (needs ssh -t)
+//! sessions watch ID [--channel N]                                             (auditors; a running session)
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -79,6 +80,12 @@ enum Cmd {
         #[arg(long)]
         channel: Option<u32>,
     },
+    /// Follow a running session live (auditors; ssh -t; Ctrl-] or ~. leaves).
+    Watch {
+        id: String,
+        #[arg(long)]
+        channel: Option<u32>,
+    },
     /// The recording as asciicast v2 on stdout: `ssh bastion sessions export ID > s.cast`.
     Export {
         id: String,
@@ -126,6 +133,15 @@ pub async fn run(ctx: &CommandCtx, args: &[String], io: &mut ChannelIo) -> u32 {
         }
     };
     let reader = Reader::of(&ctx.bastion);
+    if let Cmd::Watch { id, channel } = &parsed.command {
+        return match super::watch::run(&ctx.bastion, &viewer(ctx), id, *channel, io).await {
+            Ok(status) => status,
+            Err(e) => {
+                io.write_err(&format!("bastion: {}\n", escape(&format!("{e:#}")))).await;
+                1
+            }
+        };
+    }
     match execute(&reader, &viewer(ctx), parsed.command, io).await {
         Ok(status) => status,
         Err(e) => {
@@ -185,6 +201,7 @@ async fn execute(reader: &Reader, viewer: &Viewer, cmd: Cmd, io: &mut ChannelIo)
             io.write_raw(recorder::cast::export(&rec, channel).into_bytes()).await;
             Ok(0)
         }
+        Cmd::Watch { .. } => unreachable!("handled by run"),
         Cmd::Replay {
             id,
             speed,
