@@ -203,49 +203,6 @@ fn running_session(s: &Setup, user: &str) -> String {
     id.unwrap_or_else(|| panic!("no session.start for {user}:\n{}", s.lab.log()))
 }
 
-/// A process whose stdout is gathered in the background.
-struct Watched {
-    child: std::process::Child,
-    out: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Watched {
-    fn spawn(mut cmd: std::process::Command) -> Watched {
-        use std::io::Read;
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (mut stdout, sink) = (child.stdout.take().unwrap(), out.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Watched { child, out }
-    }
-
-    fn text(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn shows(&self, what: &str) -> bool {
-        wait_until(Duration::from_secs(20), || self.text().contains(what))
-    }
-
-    fn type_text(&mut self, text: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(text.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-}
-
 fn ssh_process(s: &Setup, who: &LabUser, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new("ssh");
     cmd.arg("-F").arg(who.ssh_config_path()).args(args);
@@ -258,14 +215,14 @@ fn an_auditor_watches_a_running_session_from_its_screen_to_its_end() {
     let s = setup();
     // Alice's session prints a line, then echoes what she types, twice.
     let script = "echo before-the-watcher; read a; echo \"got-$a\"; read b; echo \"got-$b\"";
-    let mut alice = Watched::spawn(ssh_process(&s, &s.alice, &["-tt", "node-a", script]));
+    let mut alice = Gathered::spawn(ssh_process(&s, &s.alice, &["-tt", "node-a", script]));
     assert!(alice.shows("before-the-watcher"), "{}\n{}", alice.text(), s.lab.log());
     let id = running_session(&s, "alice");
 
     // Bob may not watch; the auditor may, and sees what was already on screen.
     let refused = bastion_cmd(&s, &s.bob, &["sessions", "watch", &id]);
     assert!(!refused.ok() && refused.stderr.contains("for auditors"), "{refused}");
-    let mut carol = Watched::spawn(ssh_process(&s, &s.carol, &["-tt", "bastion", "sessions", "watch", &id]));
+    let mut carol = Gathered::spawn(ssh_process(&s, &s.carol, &["-tt", "bastion", "sessions", "watch", &id]));
     assert!(
         carol.shows("before-the-watcher"),
         "the watcher missed the screen so far:\n{}",

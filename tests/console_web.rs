@@ -13,17 +13,6 @@ use bastion_e2e::*;
 const HOSTILE_COMMAND: &str = "true '<img src=x onerror=window.__xss=1>'";
 const HOSTILE_FILE: &str = "<img src=x onerror=window.__xss=2>.txt";
 
-fn oathtool(secret: &str, at: u64) -> String {
-    Cmd::new("oathtool")
-        .args(["--totp", "-b", &format!("--now=@{at}"), secret])
-        .timeout(Duration::from_secs(10))
-        .run()
-        .expect_ok()
-        .stdout
-        .trim()
-        .to_string()
-}
-
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }

@@ -43,6 +43,8 @@ mod cmd;
 mod demo;
 #[path = "harness/echo.rs"]
 mod echo;
+#[path = "harness/gathered.rs"]
+mod gathered;
 #[path = "harness/lab.rs"]
 mod lab;
 #[path = "harness/misc.rs"]
@@ -62,6 +64,7 @@ pub use clients::*;
 pub use cmd::*;
 pub use demo::*;
 pub use echo::*;
+pub use gathered::*;
 pub use lab::*;
 pub use misc::*;
 pub use socks::*;

@@ -59,6 +59,8 @@ pub struct Bastion {
     pub alerter: Alerter,
     /// Each cluster's client-signing CA, for `kubeconfig` and `kube-credential`.
     pub kube: Issuers,
+    /// The sessions running here: who watches them, and how one is ended.
+    pub running: crate::running::Running,
 }
 
 /// The forced-stop broadcast.
@@ -122,6 +124,7 @@ impl Bastion {
             audit,
             alerter,
             kube,
+            running: Default::default(),
         }))
     }
 }

@@ -30,6 +30,7 @@ pub mod kube;
 pub mod proxy;
 pub mod recording;
 pub mod run;
+pub mod running;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -29,6 +29,41 @@ pub struct BreakGlass {
     pub max_duration: Duration,
     /// How long before the end of the time box the terminal is warned.
     pub warn_before: Duration,
+    /// Whether a second person must watch a break-glass session.
+    pub watch: WatchRule,
+    /// How long a session held for a watcher waits before it is refused.
+    pub watch_wait: Duration,
+}
+
+/// A second pair of eyes on break-glass sessions (`[break_glass] watch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WatchRule {
+    /// Nobody is asked to watch.
+    Off,
+    /// On-call is alerted with a link to watch; the session does not wait.
+    #[default]
+    Alert,
+    /// The session is held until an auditor who is not the user watches it.
+    Required,
+}
+
+impl WatchRule {
+    pub fn parse(text: &str) -> Result<WatchRule, String> {
+        match text {
+            "off" => Ok(WatchRule::Off),
+            "alert" => Ok(WatchRule::Alert),
+            "required" => Ok(WatchRule::Required),
+            other => Err(format!("`{other}` is not one of off, alert, required")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchRule::Off => "off",
+            WatchRule::Alert => "alert",
+            WatchRule::Required => "required",
+        }
+    }
 }
 
 /// The ticket requirement: the pattern as written (for messages) and compiled.
@@ -62,6 +97,8 @@ impl Default for BreakGlass {
             default_duration: Duration::from_secs(60 * 60),
             max_duration: Duration::from_secs(4 * 60 * 60),
             warn_before: Duration::from_secs(5 * 60),
+            watch: WatchRule::default(),
+            watch_wait: Duration::from_secs(10 * 60),
         }
     }
 }

@@ -19,7 +19,7 @@ mod selector;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use breakglass::{BreakGlass, TICKET_MAX, TicketRule, is_unsafe};
+pub use breakglass::{BreakGlass, TICKET_MAX, TicketRule, WatchRule, is_unsafe};
 pub use command::classify_command;
 pub use destination::{Destination, HostPattern, Requested};
 pub use lint::{Lint, lint};

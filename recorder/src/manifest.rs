@@ -79,6 +79,37 @@ pub enum EndedHow {
     Shutdown,
     /// Writing the spool failed; the session was closed (recording fails closed).
     Failed,
+    /// An auditor ended it (`terminated` says who and why).
+    Terminated,
+}
+
+/// A second person who watched the session live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watcher {
+    pub user: String,
+    /// `ssh`, `web` or `host`.
+    pub door: String,
+    /// RFC 3339.
+    pub joined: String,
+    /// RFC 3339; `None` when they watched to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left: Option<String>,
+}
+
+/// Who ended the session, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Termination {
+    pub by: String,
+    pub reason: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// What the manifest says about a session beside its channels and chunks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    pub watchers: Vec<Watcher>,
+    pub terminated: Option<Termination>,
 }
 
 /// The part of a crashed session that was not recorded: from the last
@@ -134,6 +165,10 @@ pub struct Manifest {
     pub ended_how: EndedHow,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watchers: Vec<Watcher>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<Termination>,
     pub channels: Vec<ChannelSummary>,
     pub chunks: Vec<ChunkEntry>,
     /// Hex SHA-256 of the last chunk (zeros when there is none).
@@ -275,6 +310,8 @@ mod tests {
             ended: "2026-01-01T00:01:00.000Z".into(),
             ended_how: EndedHow::Closed,
             gap: None,
+            watchers: vec![],
+            terminated: None,
             channels: vec![],
             chunks: vec![],
             chain_head: crate::format::ZERO_HASH.into(),

@@ -98,6 +98,41 @@ pub enum ChannelEvent {
         reason: String,
     },
     Close,
+    /// Something about the whole session (see [`SessionNote`]); recorded
+    /// under [`NOTE_CHANNEL`], never a channel of its own.
+    Note(SessionNote),
+}
+
+/// The channel number session notes are recorded under.
+pub const NOTE_CHANNEL: u32 = u32::MAX;
+
+/// What happens to a session beside its channels: a second person watching
+/// it, or an auditor ending it. Goes into the recording as a marker and into
+/// the manifest (`watchers`, `terminated`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "note")]
+pub enum SessionNote {
+    /// `user` started watching through `door` (`ssh`, `web`, `host`).
+    Watching {
+        user: String,
+        door: String,
+        #[serde(serialize_with = "unix")]
+        at: SystemTime,
+    },
+    /// `user` stopped watching.
+    StoppedWatching {
+        user: String,
+        door: String,
+        #[serde(serialize_with = "unix")]
+        at: SystemTime,
+    },
+    /// `by` ended the session, saying `reason`.
+    Terminated {
+        by: String,
+        reason: String,
+        #[serde(serialize_with = "unix")]
+        at: SystemTime,
+    },
 }
 
 impl ChannelEvent {
@@ -189,6 +224,13 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
+/// A tap with no sink behind it, and the queue a sink would read: for tests
+/// of code that takes a tap (built only with the `test-tap` feature).
+#[cfg(feature = "test-tap")]
+pub fn test_tap() -> (SessionTap, mpsc::Receiver<Record>) {
+    SessionTap::new()
+}
+
 /// The session's end of the seam; hands out one [`ChannelTap`] per channel.
 #[derive(Clone)]
 pub struct SessionTap {
@@ -224,6 +266,16 @@ impl SessionTap {
         };
         tap.record(ChannelEvent::Open(kind)).await?;
         Ok(tap)
+    }
+
+    /// Records a note about the whole session, waiting for room like any event.
+    pub async fn note(&self, note: SessionNote) -> Result<(), RecordError> {
+        ChannelTap {
+            session: self.inner.clone(),
+            channel: NOTE_CHANNEL,
+        }
+        .record(ChannelEvent::Note(note))
+        .await
     }
 }
 

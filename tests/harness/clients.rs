@@ -178,3 +178,16 @@ pub fn keygen(path: &Path, comment: &str) -> String {
 pub fn key_without_comment(line: &str) -> String {
     line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
+
+/// The TOTP code for `secret` (base32) at Unix time `at`, from `oathtool`
+/// (not from our own code).
+pub fn oathtool(secret: &str, at: u64) -> String {
+    Cmd::new("oathtool")
+        .args(["--totp", "-b", &format!("--now=@{at}"), secret])
+        .timeout(Duration::from_secs(10))
+        .run()
+        .expect_ok()
+        .stdout
+        .trim()
+        .to_string()
+}

@@ -190,10 +190,17 @@ pub async fn session_started(
     if let Err(e) = bastion.state.grant_used(grant_id, session, target, login, now()) {
         error!(grant = grant_id, error = %format!("{e:#}"), "cannot note the session under the grant");
     }
+    let watch = bastion.config.policy.break_glass.watch;
+    let watch_url = match (watch, &bastion.config.console.url) {
+        (policy::WatchRule::Off, _) | (_, None) => None,
+        (_, Some(url)) => Some(format!("{url}/sessions/{session}/live")),
+    };
     let body = json!({
         "event": "breakglass.session_started",
         "grant": grant_id,
         "session": session,
+        "watch": watch.as_str(),
+        "watch_url": watch_url,
         "user": identity.user,
         "emergency_account": identity.emergency,
         "target": target,

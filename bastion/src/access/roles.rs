@@ -39,6 +39,16 @@ impl Role {
         }
     }
 
+    /// Whether the user may also end running sessions: an auditor or
+    /// reviewer in a `[console] terminators` group.
+    pub fn may_terminate(identity: &Identity, console: &ConsoleConfig) -> bool {
+        Role::of(identity, console).sees_everyone()
+            && identity
+                .groups
+                .iter()
+                .any(|g| console.terminators.iter().any(|w| w.eq_ignore_ascii_case(g)))
+    }
+
     pub fn sees_everyone(self) -> bool {
         self >= Role::Auditor
     }
@@ -77,7 +87,19 @@ mod tests {
         let c = ConsoleConfig {
             auditors: vec!["secops".into()],
             reviewers: vec!["secops-leads".into()],
+            terminators: vec!["secops-leads".into()],
+            url: None,
         };
+        assert!(Role::may_terminate(&who(&["secops-leads"]), &c));
+        assert!(!Role::may_terminate(&who(&["secops"]), &c));
+        let odd = ConsoleConfig {
+            terminators: vec!["ops".into()],
+            ..c.clone()
+        };
+        assert!(
+            !Role::may_terminate(&who(&["ops"]), &odd),
+            "a terminator must be an auditor"
+        );
         assert_eq!(Role::of(&who(&[]), &c), Role::Own);
         assert_eq!(Role::of(&who(&["k8s-ops", "secops-x"]), &c), Role::Own);
         assert_eq!(Role::of(&who(&["SecOps"]), &c), Role::Auditor);

@@ -8,6 +8,8 @@
 //! sessions show ID | verify ID|--all | search TEXT [-i] [filters] | export ID [--channel N] > file.cast
 //! sessions replay ID [--speed X] [--idle-limit S] [--input] [--channel N]     (needs ssh -t)
 //! sessions watch ID [--channel N]                                             (auditors; a running session)
+//! sessions list --running [--json]                                            (what runs now, who watches)
+//! sessions terminate ID --reason TEXT                                         (terminators)
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,9 @@ enum Cmd {
         json: bool,
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
+        /// The sessions running now on this bastion, and who watches them.
+        #[arg(long)]
+        running: bool,
     },
     /// Who, from where, what, and whether the recording verifies.
     Show { id: String },
@@ -86,6 +91,12 @@ enum Cmd {
         #[arg(long)]
         channel: Option<u32>,
     },
+    /// End a running session (terminators); its user reads who and why.
+    Terminate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// The recording as asciicast v2 on stdout: `ssh bastion sessions export ID > s.cast`.
     Export {
         id: String,
@@ -114,6 +125,7 @@ pub fn viewer(ctx: &CommandCtx) -> Viewer {
         user: ctx.identity.user.clone(),
         role: crate::access::Role::of(&ctx.identity, &ctx.bastion.config.console),
         door: Door::Ssh,
+        terminates: crate::access::Role::may_terminate(&ctx.identity, &ctx.bastion.config.console),
     }
 }
 
@@ -133,16 +145,31 @@ pub async fn run(ctx: &CommandCtx, args: &[String], io: &mut ChannelIo) -> u32 {
         }
     };
     let reader = Reader::of(&ctx.bastion);
-    if let Cmd::Watch { id, channel } = &parsed.command {
-        return match super::watch::run(&ctx.bastion, &viewer(ctx), id, *channel, io).await {
-            Ok(status) => status,
-            Err(e) => {
-                io.write_err(&format!("bastion: {}\n", escape(&format!("{e:#}")))).await;
-                1
+    let done = match &parsed.command {
+        Cmd::Watch { id, channel } => super::watch::run(&ctx.bastion, &viewer(ctx), id, *channel, io).await,
+        Cmd::Terminate { id, reason } => {
+            let b = &ctx.bastion;
+            match crate::console::terminate(&reader, &viewer(ctx), &b.running, id, reason).await {
+                Ok(()) => {
+                    io.write(&format!("session {} terminated\n", escape(id))).await;
+                    Ok(0)
+                }
+                Err(e) => Err(e),
             }
-        };
-    }
-    match execute(&reader, &viewer(ctx), parsed.command, io).await {
+        }
+        Cmd::List {
+            running: true, json, ..
+        } => match reader.audit_view(&viewer(ctx), "list_running", "-") {
+            Ok(()) => {
+                let rows = crate::console::running_rows(&viewer(ctx), &ctx.bastion.running);
+                io.write(&text::running(&rows, *json)).await;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        },
+        _ => execute(&reader, &viewer(ctx), parsed.command, io).await,
+    };
+    match done {
         Ok(status) => status,
         Err(e) => {
             io.write_err(&format!("bastion: {}\n", escape(&format!("{e:#}")))).await;
@@ -155,7 +182,9 @@ async fn execute(reader: &Reader, viewer: &Viewer, cmd: Cmd, io: &mut ChannelIo)
     let store = reader.store.describe();
     let status = |failed: bool| u32::from(failed);
     match cmd {
-        Cmd::List { filters, json, limit } => {
+        Cmd::List {
+            filters, json, limit, ..
+        } => {
             let filter = filters.filter().map_err(anyhow::Error::msg)?;
             reader.refresh_index(false).await?;
             let rows = reader.page(viewer, &filter, None, limit.saturating_add(1))?;
@@ -201,7 +230,7 @@ async fn execute(reader: &Reader, viewer: &Viewer, cmd: Cmd, io: &mut ChannelIo)
             io.write_raw(recorder::cast::export(&rec, channel).into_bytes()).await;
             Ok(0)
         }
-        Cmd::Watch { .. } => unreachable!("handled by run"),
+        Cmd::Watch { .. } | Cmd::Terminate { .. } => unreachable!("handled by run"),
         Cmd::Replay {
             id,
             speed,

@@ -67,20 +67,11 @@ pub async fn run(
     channel: Option<u32>,
     io: &mut ChannelIo,
 ) -> anyhow::Result<u32> {
-    if !viewer.role.sees_everyone() {
-        anyhow::bail!("watching sessions is for auditors");
-    }
-    let valid = recorder::format::valid_session_id(id);
-    let Some(mut follower) = valid.then(|| bastion.sink.follow(id)).flatten() else {
-        anyhow::bail!("no running session {}", recorder::display::escape(id));
-    };
-    let audit = |event: &str| {
-        bastion.audit.record(
-            event,
-            serde_json::json!({"viewer": viewer.user, "role": viewer.role.as_str(), "door": "ssh", "session": id}),
-        )
-    };
-    audit("console.watch");
+    let reader = crate::console::Reader::of(bastion);
+    let watched = crate::console::watch(&reader, viewer, &bastion.running, bastion.sink.as_ref(), id).await?;
+    let crate::console::Watched {
+        mut follower, watching, ..
+    } = watched;
     io.write("[watching; Ctrl-] or ~. leaves]\n").await;
     let (mut channel, mut state, mut typing) = (channel, SanitizerState::default(), Typing::LineStart);
     let ended = loop {
@@ -105,7 +96,8 @@ pub async fn run(
             },
         }
     };
-    audit("console.watch_end");
+    drop(watching);
+    let _ = reader.audit_view(viewer, "watch_end", id);
     io.write_raw(format!("\x1b[0m\r\n[{ended}]\r\n").into_bytes()).await;
     Ok(0)
 }

@@ -36,6 +36,8 @@ pub(super) struct RawBreakGlass {
     default_duration: Option<Spanned<String>>,
     max_duration: Option<Spanned<String>>,
     warn_before: Option<Spanned<String>>,
+    watch: Option<Spanned<String>>,
+    watch_wait: Option<Spanned<String>>,
 }
 
 /// The policy and, per rule, the line it starts on (for `config check`).
@@ -209,6 +211,15 @@ fn parse_break_glass(lines: &Lines<'_>, raw: &RawBreakGlass) -> Result<BreakGlas
     }
     if let Some(v) = &raw.warn_before {
         bg.warn_before = lines.duration(key("warn_before"), v)?;
+    }
+    if let Some(v) = &raw.watch {
+        bg.watch = policy::WatchRule::parse(v.get_ref()).map_err(|e| lines.error(key("watch"), v, e))?;
+    }
+    if let Some(v) = &raw.watch_wait {
+        bg.watch_wait = lines.duration(key("watch_wait"), v)?;
+        if bg.watch_wait.is_zero() {
+            return Err(lines.error(key("watch_wait"), v, "must be above zero"));
+        }
     }
     Ok(bg)
 }

@@ -1,6 +1,7 @@
 //! The `[console]` section: which directory groups make a user an auditor
 //! (every session: list, show, search, verify, replay, export) or a reviewer
-//! (an auditor who also reviews break-glass grants, never their own).
+//! (an auditor who also reviews break-glass grants, never their own), who
+//! may end a running session (terminators), and where the browser console is.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -14,6 +15,9 @@ pub(super) struct RawConsole {
     auditors: Vec<Spanned<String>>,
     #[serde(default)]
     reviewers: Vec<Spanned<String>>,
+    #[serde(default)]
+    terminators: Vec<Spanned<String>>,
+    url: Option<Spanned<String>>,
 }
 
 /// The console's roles, by directory group (`[console]`).
@@ -23,6 +27,11 @@ pub struct ConsoleConfig {
     pub auditors: Vec<String>,
     /// Members of any of these groups see every session and review grants.
     pub reviewers: Vec<String>,
+    /// Auditors or reviewers in any of these groups may also end a running session.
+    pub terminators: Vec<String>,
+    /// The browser console's address as people reach it (`https://…`), for
+    /// the links in alerts; absent, alerts name the session only.
+    pub url: Option<String>,
 }
 
 pub(super) fn parse_console(lines: &Lines, raw: Option<&Spanned<RawConsole>>) -> Result<ConsoleConfig, ConfigError> {
@@ -51,5 +60,25 @@ pub(super) fn parse_console(lines: &Lines, raw: Option<&Spanned<RawConsole>>) ->
     Ok(ConsoleConfig {
         auditors: groups("auditors", &raw.auditors)?,
         reviewers: groups("reviewers", &raw.reviewers)?,
+        terminators: groups("terminators", &raw.terminators)?,
+        url: match &raw.url {
+            None => None,
+            Some(u) => {
+                let text = u.get_ref().trim_end_matches('/');
+                let rest = text.strip_prefix("https://").unwrap_or("");
+                if rest.is_empty()
+                    || rest
+                        .chars()
+                        .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '<')
+                {
+                    return Err(lines.error(
+                        "console.url",
+                        u,
+                        "the console's address, e.g. \"https://bastion.example.com:8443\"",
+                    ));
+                }
+                Some(text.to_string())
+            }
+        },
     })
 }

@@ -8,6 +8,7 @@
 //! (`console.*`: who, through which door, what, which session). What is shown
 //! comes from the write-once store; the state store only keeps an index.
 
+mod live;
 mod query;
 pub mod text;
 
@@ -22,6 +23,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::state::StateStore;
 
+pub use live::{REASON_MAX, Terminal, Watched, running_rows, terminal_event, terminate, watch};
 pub use query::{Filter, MAX_PAGE, SearchHit, VerifyOutcome};
 
 /// `--since`/`--until` and the browser's date filters: a time
@@ -107,7 +109,7 @@ pub enum Door {
 }
 
 impl Door {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Door::Host => "host",
             Door::Ssh => "ssh",
@@ -122,6 +124,8 @@ pub struct Viewer {
     pub user: String,
     pub role: Role,
     pub door: Door,
+    /// May end running sessions (`[console] terminators`).
+    pub terminates: bool,
 }
 
 impl Viewer {
@@ -132,6 +136,7 @@ impl Viewer {
             user,
             role: Role::Reviewer,
             door: Door::Host,
+            terminates: false,
         }
     }
 

@@ -46,6 +46,62 @@ pub fn list(rows: &[IndexedSession], more: bool) -> String {
     out
 }
 
+/// `sessions list --running`: the sessions running now, who watches them.
+pub fn running(rows: &[std::sync::Arc<crate::running::RunningSession>], json: bool) -> String {
+    if json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|s| {
+                let (i, st) = (&s.info, s.state());
+                serde_json::json!({
+                    "id": i.id, "user": i.user, "target": i.target, "login": i.login, "client": i.client,
+                    "started_at": i.started_at, "grant_id": i.grant_id, "reason": i.reason, "ticket": i.ticket,
+                    "held_for_watcher": i.needs_watcher && st.watchers.is_empty(),
+                    "watchers": st.watchers.iter().map(|w| serde_json::json!({"user": w.user, "door": w.door, "since": w.since})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return format!(
+            "{}\n",
+            escape_json(&serde_json::to_string_pretty(&list).unwrap_or_default())
+        );
+    }
+    if rows.is_empty() {
+        return "No sessions are running.\n".into();
+    }
+    let mut out = format!(
+        "{:<16}  {:<20}  {:<10}  {:<20}  {:<12}  WATCHERS\n",
+        "SESSION", "STARTED", "USER", "LOGIN@TARGET", "BREAK-GLASS"
+    );
+    for s in rows {
+        let (i, st) = (&s.info, s.state());
+        let watchers = if st.watchers.is_empty() {
+            if i.needs_watcher {
+                "(held: waiting for one)".to_string()
+            } else {
+                "-".to_string()
+            }
+        } else {
+            st.watchers
+                .iter()
+                .map(|w| format!("{} ({})", e(&w.user), w.door))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<20}  {:<10}  {:<20}  {:<12}  {}",
+            e(&i.id),
+            rfc3339(i.started_at),
+            e(&i.user),
+            format!("{}@{}", e(&i.login), e(&i.target)),
+            if i.grant_id.is_some() { "yes" } else { "-" },
+            watchers
+        );
+    }
+    out
+}
+
 /// `sessions list --json`.
 pub fn list_json(rows: &[IndexedSession]) -> String {
     format!(

@@ -51,10 +51,13 @@ pub fn certificate(keys: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn config_text(listen: std::net::SocketAddr, auditor_hash: &str) -> String {
     format!(
         "\n# The auditor console (https://{listen}/): secops audit every session,\n\
-         # secops-leads also review break-glass grants (never their own).\n\
+         # secops-leads also review break-glass grants (never their own) and may\n\
+         # end a running session; alerts link to the console at `url`.\n\
          [console]\n\
          auditors = [\"secops\"]\n\
-         reviewers = [\"secops-leads\"]\n\n\
+         reviewers = [\"secops-leads\"]\n\
+         terminators = [\"secops-leads\"]\n\
+         url = \"https://{listen}\"\n\n\
          [web]\n\
          listen = \"{listen}\"\n\
          cert = \"keys/console.crt\"\n\

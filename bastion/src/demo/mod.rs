@@ -483,7 +483,11 @@ fn config_toml(
          ticket_pattern = \"(INC|CHG)-[0-9]+\"\n\
          default_duration = \"60m\"\n\
          max_duration = \"4h\"\n\
-         warn_before = \"5m\"\n"
+         warn_before = \"5m\"\n\
+         # A second pair of eyes: a break-glass session waits (up to watch_wait)\n\
+         # until an auditor who is not its user watches it.\n\
+         watch = \"required\"\n\
+         watch_wait = \"10m\"\n"
     ));
     s.push_str(
         "\n# Kubernetes credentials for cluster `demo`: k8s-ops get the group `ops`;\n\

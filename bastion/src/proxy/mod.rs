@@ -26,6 +26,7 @@ use recorder::{ChannelKind, SessionMeta, SessionTap};
 use crate::config::Target;
 use crate::context::Bastion;
 use crate::directory::Identity;
+use crate::running::{Registration, RunningInfo, RunningSession};
 use node::NodeLink;
 use relay::{Relay, RelayKind};
 
@@ -52,6 +53,8 @@ pub struct SessionCtx {
     pub access: policy::Access,
     /// The client's open session channels, where time-box warnings go.
     pub terminals: std::sync::Mutex<Vec<ChannelId>>,
+    /// The session as the console sees it: watchers, termination.
+    pub live: Arc<RunningSession>,
 }
 
 impl SessionCtx {
@@ -104,17 +107,27 @@ pub struct ProxyConn {
     explaining: HashMap<ChannelId, (Channel<server::Msg>, String)>,
 }
 
-/// Where the connection is: before authentication, refused, or serving.
+/// Where the connection is: before authentication, refused, recorded but
+/// not yet let in (held for a watcher), or serving.
 enum Phase {
     Authorising,
     /// Every channel shows the user `why` (no access, or no recording).
     Refused(String),
+    Opened(Recorded),
     Started(Box<Started>),
+}
+
+/// A session whose recording runs and which is listed as running; its end
+/// is logged and audited when this goes.
+struct Recorded {
+    ctx: Arc<SessionCtx>,
+    _listed: Registration,
 }
 
 /// A session that is recorded and watched.
 struct Started {
     ctx: Arc<SessionCtx>,
+    _recorded: Recorded,
     client: server::Handle,
     node: Node,
     /// Per client channel: the replies the relay owes, in request order.
@@ -139,7 +152,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-impl Drop for Started {
+impl Drop for Recorded {
     fn drop(&mut self) {
         let ctx = &self.ctx;
         info!(
@@ -196,89 +209,23 @@ impl ProxyConn {
         crate::access::decide_login(&self.bastion, &self.identity, &self.target, login)
     }
 
-    /// Starts the session once the client is authenticated as `login`:
-    /// opens the recording (or keeps the reason it could not) and starts the
-    /// watchdog for idle and maximum time.
+    /// Starts the session once the client is authenticated: [`Self::open`]
+    /// then [`Self::serve`].
     pub fn start(&mut self, access: policy::Access, handle: server::Handle) {
+        if self.open(access).is_some() {
+            self.serve(handle);
+        }
+    }
+
+    /// Opens the session's recording (or keeps the reason it could not) and
+    /// lists it as running, before the client is let in: a session held for
+    /// a watcher is watched from its first byte. The running session, once
+    /// recorded.
+    pub fn open(&mut self, access: policy::Access) -> Option<Arc<RunningSession>> {
         let id = new_session_id();
-        let login = access.login.clone();
-        let login = login.as_str();
-        let break_glass = access.break_glass.as_ref().map(|bg| {
-            let grant = self.bastion.state.grant(&bg.grant_id).ok().flatten();
-            recorder::BreakGlassMeta {
-                grant_id: bg.grant_id.clone(),
-                reason: grant.as_ref().map(|g| g.reason.clone()).unwrap_or_default(),
-                ticket: grant.and_then(|g| g.ticket),
-                ends_at: bg.ends_at,
-            }
-        });
-        let meta = SessionMeta {
-            session_id: id.clone(),
-            user: self.identity.user.clone(),
-            groups: self.identity.groups.clone(),
-            client: self.client_addr.to_string(),
-            target: self.target.name.clone(),
-            login: login.to_string(),
-            factors: self.identity.factors.clone(),
-            started: SystemTime::now(),
-            record_input: access.record_input,
-            break_glass,
-        };
-        self.phase = match self.bastion.sink.start(&meta) {
-            Ok(tap) => {
-                let ctx = Arc::new(SessionCtx {
-                    id: id.clone(),
-                    bastion: self.bastion.clone(),
-                    identity: self.identity.clone(),
-                    target: self.target.clone(),
-                    login: login.to_string(),
-                    client_addr: self.client_addr,
-                    started: Instant::now(),
-                    last_activity_ms: AtomicU64::new(0),
-                    tap,
-                    access: access.clone(),
-                    terminals: std::sync::Mutex::new(Vec::new()),
-                });
-                info!(
-                    session = %id, user = %self.identity.user, target = %self.target.name,
-                    login, client = %self.client_addr, rules = %access.rules.join("; "),
-                    break_glass = access.break_glass.as_ref().map(|b| b.grant_id.as_str()).unwrap_or("-"),
-                    "session started"
-                );
-                self.bastion.audit.record(
-                    "session.start",
-                    serde_json::json!({
-                        "session": id, "user": self.identity.user, "groups": self.identity.groups,
-                        "factors": self.identity.factors, "client": self.client_addr.to_string(),
-                        "target": self.target.name, "login": login, "rules": access.rules,
-                        "record_input": access.record_input,
-                        "grant": access.break_glass.as_ref().map(|b| b.grant_id.clone()),
-                    }),
-                );
-                if let Some(bg) = &access.break_glass {
-                    let (b, identity, session, target, grant, client) = (
-                        self.bastion.clone(),
-                        self.identity.clone(),
-                        id.clone(),
-                        self.target.name.clone(),
-                        bg.grant_id.clone(),
-                        self.client_addr,
-                    );
-                    let login = login.to_string();
-                    tokio::spawn(async move {
-                        crate::access::session_started(&b, &identity, &session, &target, &login, &grant, client).await;
-                    });
-                }
-                let updates = self.identity_updates.clone();
-                let watchdog = AbortOnDrop(tokio::spawn(watchdog::run(ctx.clone(), handle.clone(), updates)));
-                Phase::Started(Box::new(Started {
-                    ctx,
-                    client: handle,
-                    node: Node::NotYet,
-                    replies: HashMap::new(),
-                    _watchdog: watchdog,
-                }))
-            }
+        let meta = self.session_meta(&id, &access);
+        let tap = match self.bastion.sink.start(&meta) {
+            Ok(tap) => tap,
             Err(e) => {
                 warn!(session = %id, user = %self.identity.user, error = %e, "session refused: recording cannot start");
                 self.bastion.audit.record(
@@ -288,9 +235,134 @@ impl ProxyConn {
                         "error": e.to_string(), "outcome": "session refused",
                     }),
                 );
-                Phase::Refused(format!("the session cannot be recorded, so it is not started ({e})"))
+                self.phase = Phase::Refused(format!("the session cannot be recorded, so it is not started ({e})"));
+                return None;
             }
         };
+        let login = access.login.clone();
+        let registration = self.bastion.running.register(
+            RunningInfo {
+                id: id.clone(),
+                user: meta.user.clone(),
+                target: meta.target.clone(),
+                login: login.clone(),
+                client: meta.client.clone(),
+                started_at: crate::time::now(),
+                grant_id: meta.break_glass.as_ref().map(|b| b.grant_id.clone()),
+                reason: meta.break_glass.as_ref().map(|b| b.reason.clone()),
+                ticket: meta.break_glass.as_ref().and_then(|b| b.ticket.clone()),
+                needs_watcher: self.needs_watcher(&access),
+            },
+            tap.clone(),
+        );
+        let live = registration.session().clone();
+        let ctx = Arc::new(SessionCtx {
+            id: id.clone(),
+            bastion: self.bastion.clone(),
+            identity: self.identity.clone(),
+            target: self.target.clone(),
+            login: login.clone(),
+            client_addr: self.client_addr,
+            started: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            tap,
+            access: access.clone(),
+            terminals: std::sync::Mutex::new(Vec::new()),
+            live: live.clone(),
+        });
+        self.note_start(&ctx);
+        self.phase = Phase::Opened(Recorded {
+            ctx,
+            _listed: registration,
+        });
+        Some(live)
+    }
+
+    /// Whether the policy holds this session until a second person watches it.
+    pub fn needs_watcher(&self, access: &policy::Access) -> bool {
+        access.break_glass.is_some() && self.bastion.config.policy.break_glass.watch == policy::WatchRule::Required
+    }
+
+    /// Lets the client in to an opened session: the watchdog starts.
+    pub fn serve(&mut self, handle: server::Handle) {
+        let Phase::Opened(recorded) = std::mem::replace(&mut self.phase, Phase::Authorising) else {
+            self.phase = Phase::Refused("session not started".into());
+            return;
+        };
+        let updates = self.identity_updates.clone();
+        let watchdog = AbortOnDrop(tokio::spawn(watchdog::run(
+            recorded.ctx.clone(),
+            handle.clone(),
+            updates,
+        )));
+        self.phase = Phase::Started(Box::new(Started {
+            ctx: recorded.ctx.clone(),
+            _recorded: recorded,
+            client: handle,
+            node: Node::NotYet,
+            replies: HashMap::new(),
+            _watchdog: watchdog,
+        }));
+    }
+
+    /// What the recording says about who, where and why.
+    fn session_meta(&self, id: &str, access: &policy::Access) -> SessionMeta {
+        let break_glass = access.break_glass.as_ref().map(|bg| {
+            let grant = self.bastion.state.grant(&bg.grant_id).ok().flatten();
+            recorder::BreakGlassMeta {
+                grant_id: bg.grant_id.clone(),
+                reason: grant.as_ref().map(|g| g.reason.clone()).unwrap_or_default(),
+                ticket: grant.and_then(|g| g.ticket),
+                ends_at: bg.ends_at,
+            }
+        });
+        SessionMeta {
+            session_id: id.to_string(),
+            user: self.identity.user.clone(),
+            groups: self.identity.groups.clone(),
+            client: self.client_addr.to_string(),
+            target: self.target.name.clone(),
+            login: access.login.clone(),
+            factors: self.identity.factors.clone(),
+            started: SystemTime::now(),
+            record_input: access.record_input,
+            break_glass,
+        }
+    }
+
+    /// Logs and audits the start, and alerts a break-glass one.
+    fn note_start(&self, ctx: &SessionCtx) {
+        let (id, login, access) = (&ctx.id, &ctx.login, &ctx.access);
+        info!(
+            session = %id, user = %self.identity.user, target = %self.target.name,
+            login, client = %self.client_addr, rules = %access.rules.join("; "),
+            break_glass = access.break_glass.as_ref().map(|b| b.grant_id.as_str()).unwrap_or("-"),
+            "session started"
+        );
+        self.bastion.audit.record(
+            "session.start",
+            serde_json::json!({
+                "session": id, "user": self.identity.user, "groups": self.identity.groups,
+                "factors": self.identity.factors, "client": self.client_addr.to_string(),
+                "target": self.target.name, "login": login, "rules": access.rules,
+                "record_input": access.record_input,
+                "grant": access.break_glass.as_ref().map(|b| b.grant_id.clone()),
+            }),
+        );
+        if let Some(bg) = &access.break_glass {
+            let (b, identity, session, target, grant, client) = (
+                self.bastion.clone(),
+                self.identity.clone(),
+                id.clone(),
+                self.target.name.clone(),
+                bg.grant_id.clone(),
+                self.client_addr,
+            );
+            let login = login.to_string();
+            tokio::spawn(async move {
+                crate::access::session_started(&b, &identity, &session, &target, &login, &grant, client).await;
+            });
+        }
     }
 
     /// Refuses the session with a message every channel shows the user.
@@ -304,7 +376,7 @@ impl ProxyConn {
         let started = match &mut self.phase {
             Phase::Started(s) => s,
             Phase::Refused(why) => return Err(why.clone()),
-            Phase::Authorising => return Err("session not started".into()),
+            Phase::Authorising | Phase::Opened(_) => return Err("session not started".into()),
         };
         if let Node::NotYet = started.node {
             started.node = match node::connect(started.ctx.clone(), started.client.clone()).await {

@@ -1,6 +1,7 @@
 //! The session watchdog: closes a session that has been idle too long, has
 //! run too long, outlived its break-glass time box (warning its terminals
-//! first), lost its user's access, or outlasted a forced shutdown.
+//! first), lost its user's access, outlasted a forced shutdown, or that an
+//! auditor terminated (telling its terminals who and why).
 //!
 //! [`verdict`] is the decision, pure over [`Limits`] and a [`Moment`]; the
 //! task around it only reads the clock and carries the verdict out.
@@ -119,7 +120,19 @@ pub(super) async fn run(
     let mut warned = false;
     let mut forced = ctx.bastion.shutdown.forced();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut live = ctx.live.subscribe();
     let reason = loop {
+        let terminated = async {
+            let by = live
+                .wait_for(|s| s.terminated.is_some())
+                .await
+                .ok()
+                .and_then(|s| s.terminated.clone());
+            match by {
+                Some(t) => Some(t),
+                None => std::future::pending().await,
+            }
+        };
         let update = async {
             match updates.as_mut() {
                 Some(rx) => rx.changed().await.map(|_| rx.borrow_and_update().clone()),
@@ -129,6 +142,15 @@ pub(super) async fn run(
         tokio::select! {
             _ = tick.tick() => {}
             _ = forced.recv() => break "the bastion is shutting down".to_string(),
+            Some(t) = terminated => {
+                let why = format!("session terminated by {}: {}", t.by, t.reason);
+                let text = format!("\r\nbastion: {why}\r\n");
+                let channels = ctx.terminals.lock().map(|t| t.clone()).unwrap_or_default();
+                for channel in channels {
+                    let _ = handle.extended_data(channel, 1, text.clone().into_bytes()).await;
+                }
+                break why;
+            }
             fresh = update => match fresh {
                 Ok(identity) => {
                     if let Some(why) = revoked(&ctx, &identity) {

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::config::Target;
 use crate::directory::Identity;
 use crate::proxy::ProxyConn;
+use crate::running::RunningSession;
 
 use super::Server;
 
@@ -108,6 +109,14 @@ enum Pending {
     Allowed(policy::Access),
     /// Show why the login is refused, then reject.
     Refusal(String),
+    /// The session is recorded and held until a second person watches it
+    /// (`[break_glass] watch = "required"`): tell the user, then wait.
+    Watch {
+        session: Arc<RunningSession>,
+        told: bool,
+    },
+    /// The recorded session was let in.
+    Opened,
     /// Ask for a break-glass reason (and a ticket when `ticket` names the pattern).
     Reason {
         ticket: Option<String>,
@@ -123,6 +132,19 @@ fn final_reject() -> Auth {
     Auth::Reject {
         proceed_with_methods: Some(russh::MethodSet::from(&[russh::MethodKind::KeyboardInteractive][..])),
         partial_success: false,
+    }
+}
+
+/// What a user held for a watcher reads (no answer asked: OpenSSH replies at once).
+fn waiting_prompt(session: &RunningSession) -> Auth {
+    Auth::Partial {
+        name: "bastion break-glass".into(),
+        instructions: format!(
+            "waiting for a second person to watch; on-call has been alerted (session {})\n",
+            session.info.id
+        )
+        .into(),
+        prompts: vec![].into(),
     }
 }
 
@@ -158,6 +180,61 @@ impl InnerHandler {
         }
     }
 
+    /// The login is allowed: in it goes, unless it must wait for a watcher
+    /// (then the recording starts now, so the watcher sees it from the first
+    /// byte). `prompting`: keyboard-interactive is under way already.
+    fn allow(&mut self, access: policy::Access, prompting: bool) -> Auth {
+        if !self.proxy.needs_watcher(&access) {
+            self.pending = Pending::Allowed(access);
+            return Auth::Accept;
+        }
+        let Some(session) = self.proxy.open(access) else {
+            // The recording could not start: the channels say why.
+            self.pending = Pending::Opened;
+            return Auth::Accept;
+        };
+        if prompting {
+            let prompt = waiting_prompt(&session);
+            self.pending = Pending::Watch { session, told: true };
+            prompt
+        } else {
+            self.pending = Pending::Watch { session, told: false };
+            Auth::reject()
+        }
+    }
+
+    /// Holds the login until somebody who is not the user watches the
+    /// session, or refuses it after `watch_wait`.
+    async fn wait_for_watcher(&mut self, session: Arc<RunningSession>) -> Auth {
+        let wait = self.proxy.bastion().config.policy.break_glass.watch_wait;
+        let bastion = self.proxy.bastion().clone();
+        let fields =
+            serde_json::json!({"session": session.info.id, "user": session.info.user, "target": session.info.target});
+        info!(session = %session.info.id, "break-glass session held for a watcher");
+        match tokio::time::timeout(wait, session.watched()).await {
+            Ok(true) => {
+                bastion.audit.record("breakglass.watched", fields);
+                self.pending = Pending::Opened;
+                Auth::Accept
+            }
+            _ => {
+                let why = format!(
+                    "nobody started watching within {}; the session is refused",
+                    humantime::format_duration(wait)
+                );
+                bastion.audit.record("breakglass.unwatched", fields);
+                // The recording ends here: nobody got in.
+                self.proxy.refuse(why.clone());
+                self.pending = Pending::Refusal(why.clone());
+                Auth::Partial {
+                    name: "bastion".into(),
+                    instructions: format!("Access denied: {why}").into(),
+                    prompts: vec![].into(),
+                }
+            }
+        }
+    }
+
     /// A reason was typed: grant, then decide again with the new grant.
     async fn take_reason(&mut self, login: &str, answers: Vec<String>, ticket: Option<String>, tries: u8) -> Auth {
         let reason = answers.first().cloned().unwrap_or_default();
@@ -175,10 +252,7 @@ impl InnerHandler {
         };
         match crate::access::grant(&bastion, &identity, ask).await {
             Ok(_) => match self.proxy.authorize_login(login).verdict {
-                policy::Verdict::Allow(access) => {
-                    self.pending = Pending::Allowed(access);
-                    Auth::Accept
-                }
+                policy::Verdict::Allow(access) => self.allow(access, true),
                 other => {
                     warn!(user = %identity.user, target = %target.name, verdict = ?other, "a fresh grant did not allow the login");
                     final_reject()
@@ -206,10 +280,7 @@ impl Handler for InnerHandler {
     async fn auth_none(&mut self, login: &str) -> Result<Auth, Self::Error> {
         let decision = self.proxy.authorize_login(login);
         match decision.verdict {
-            policy::Verdict::Allow(access) => {
-                self.pending = Pending::Allowed(access);
-                Ok(Auth::Accept)
-            }
+            policy::Verdict::Allow(access) => Ok(self.allow(access, false)),
             policy::Verdict::NeedsReason { ticket } => {
                 info!(target = %self.proxy.target().name, login, "break-glass target: asking for a reason");
                 self.pending = Pending::Reason { ticket, tries: 0 };
@@ -252,6 +323,13 @@ impl Handler for InnerHandler {
                 let answers: Vec<String> = response.map(|a| String::from_utf8_lossy(&a).into_owned()).collect();
                 Ok(self.take_reason(login, answers, ticket, tries).await)
             }
+            (Pending::Watch { session, told: false }, _) => {
+                let prompt = waiting_prompt(&session);
+                self.pending = Pending::Watch { session, told: true };
+                Ok(prompt)
+            }
+            (Pending::Watch { session, told: true }, Some(_)) => Ok(self.wait_for_watcher(session).await),
+            (Pending::Refusal(_), Some(_)) => Ok(reject),
             _ => Ok(reject),
         }
     }
@@ -259,6 +337,7 @@ impl Handler for InnerHandler {
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
             Pending::Allowed(access) => self.proxy.start(access, session.handle()),
+            Pending::Opened => self.proxy.serve(session.handle()),
             _ => self.proxy.refuse("no access was granted".into()),
         }
         Ok(())

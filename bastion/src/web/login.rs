@@ -108,6 +108,7 @@ impl FromRequestParts<Arc<Web>> for Authed {
                 user: login.user,
                 role,
                 door: Door::Web,
+                terminates: Role::may_terminate(&identity, &web.server.bastion.config.console),
             },
             csrf: login.csrf,
             token_hash,

@@ -12,6 +12,7 @@
 mod analysis;
 pub mod assets;
 mod guard;
+mod live;
 mod login;
 mod pages;
 mod player;
@@ -79,6 +80,9 @@ fn router(web: Arc<Web>) -> Router {
         .route("/s/{id}", get(pages::session::show))
         .route("/s/{id}/cast", get(player::cast))
         .route("/s/{id}/export", get(player::export))
+        .route("/s/{id}/live", get(live::page))
+        .route("/s/{id}/live/ws", get(live::socket))
+        .route("/s/{id}/terminate", post(live::terminate))
         .route("/search", get(pages::search::search))
         .route("/review", get(pages::review::list))
         .route("/review/{id}", post(pages::review::submit))
@@ -139,7 +143,9 @@ pub async fn serve(web: Arc<Web>, listener: TcpListener, stop: impl std::future:
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .max_buf_size(64 * 1024)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                // The live view's WebSocket.
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

@@ -24,6 +24,8 @@
 //   speed buttons 0.5x 1x 2x 4x, idle-cap checkbox #idle-cap); with
 //   data-input="1" it lists the window's input in <ol id="keystrokes">
 //   (the page's own, or one it adds), each entry a link to its time.
+// - Live page: <div id="live" data-ws-path="/s/ID/live/ws">, <p id="live-status">:
+//   a player on the WebSocket (see below); data-ended="1" once it ends.
 // - A URL hash #t=SECONDS (search results link to it) seeks there, at load
 //   and whenever it changes.
 'use strict';
@@ -101,6 +103,31 @@
 
   const box = document.getElementById('player');
   if (box && box.dataset.castUrl && window.AsciinemaPlayer) setUpPlayer(box);
+
+  // Live view: <div id="live" data-ws-path="/s/ID/live/ws"> and a status
+  // line <p id="live-status">. The player's websocket driver speaks the
+  // server's asciicast v2 lines (protocol "v2.asciicast") and shows each at
+  // once (bufferTime 0: a watcher wants now, not smooth). Each output
+  // event is also counted on the box (data-events) for tests and the
+  // status line.
+  const live = document.getElementById('live');
+  if (live && live.dataset.wsPath && window.AsciinemaPlayer) {
+    const status = document.getElementById('live-status');
+    const url = 'wss://' + location.host + live.dataset.wsPath;
+    const screen = el('div', { class: 'player-screen' });
+    live.replaceChildren(screen);
+    const player = AsciinemaPlayer.create({ driver: 'websocket', url, bufferTime: 0 }, screen, {
+      fit: 'width',
+      autoPlay: true,
+      controls: false,
+      terminalFontFamily: 'monospace',
+    });
+    if (status) status.textContent = 'live';
+    player.addEventListener('ended', () => {
+      live.dataset.ended = '1';
+      if (status) status.textContent = 'the session ended';
+    });
+  }
 
   function setUpPlayer(box) {
     const castUrl = box.dataset.castUrl;

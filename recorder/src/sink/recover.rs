@@ -50,6 +50,7 @@ fn recover_one(shared: &Shared, dir: &Path, now: SystemTime) -> std::io::Result<
         cut.info.clone(),
         EndedHow::Crashed,
         Some(gap.clone()),
+        Default::default(),
         cut.channels,
         cut.chunks.clone(),
         now,

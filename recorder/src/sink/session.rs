@@ -295,9 +295,14 @@ impl Session {
         result?;
         let shared = self.shared.clone();
         let channels = self.tr.summaries();
+        let notes = self.tr.notes();
+        let how = match (&notes.terminated, how) {
+            (Some(_), EndedHow::Closed) => EndedHow::Terminated,
+            (_, how) => how,
+        };
         let chunks = self.chunks;
         let written = tokio::task::spawn_blocking(move || {
-            shared.write_manifest(&dir, info, how, None, channels, chunks, SystemTime::now())
+            shared.write_manifest(&dir, info, how, None, notes, channels, chunks, SystemTime::now())
         })
         .await;
         match written {

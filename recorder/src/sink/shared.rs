@@ -17,7 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use super::RecorderConfig;
 use crate::format;
-use crate::manifest::{self, ChannelSummary, ChunkEntry, EndedHow, Gap, Manifest, SessionInfo};
+use crate::manifest::{self, ChannelSummary, ChunkEntry, EndedHow, Gap, Manifest, Notes, SessionInfo};
 use crate::spool;
 use crate::store::Store;
 
@@ -81,6 +81,7 @@ impl Shared {
         info: SessionInfo,
         how: EndedHow,
         gap: Option<Gap>,
+        notes: Notes,
         channels: Vec<ChannelSummary>,
         chunks: Vec<ChunkEntry>,
         ended: SystemTime,
@@ -91,6 +92,8 @@ impl Shared {
             ended: manifest::rfc3339(ended),
             ended_how: how,
             gap,
+            watchers: notes.watchers,
+            terminated: notes.terminated,
             channels,
             chain_head: chunks
                 .last()

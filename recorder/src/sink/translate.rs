@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 
 use crate::format::{Event, EventKind, Flow, Piece, PieceRef, Utf8Carry};
-use crate::manifest::ChannelSummary;
+use crate::manifest::{self, ChannelSummary, Notes, Termination, Watcher};
 use crate::sftp::{self, ScpParser, SftpParser, Transfer};
-use crate::tap::{ChannelEvent, ChannelKind, Direction, Record};
+use crate::tap::{ChannelEvent, ChannelKind, Direction, Record, SessionNote};
 
 /// Consecutive data of one channel and stream is merged into one event up
 /// to this many bytes: one line instead of one per SSH packet. It keeps the
@@ -51,6 +51,7 @@ impl Out {
 pub(super) struct Translator {
     record_input: bool,
     channels: BTreeMap<u32, Chan>,
+    notes: Notes,
 }
 
 /// One channel's recording state.
@@ -82,12 +83,56 @@ impl Translator {
         Translator {
             record_input,
             channels: BTreeMap::new(),
+            notes: Notes::default(),
         }
     }
 
     /// Every channel seen so far, as the manifest and the index list them.
     pub(super) fn summaries(&self) -> Vec<ChannelSummary> {
         self.channels.values().map(|c| c.summary.clone()).collect()
+    }
+
+    /// Who watched and who ended the session, as the manifest lists them.
+    pub(super) fn notes(&self) -> Notes {
+        self.notes.clone()
+    }
+
+    /// A session note: a marker line, and its entry for the manifest.
+    fn note(&mut self, note: SessionNote, em: &mut Emit<'_>) {
+        let text = match note {
+            SessionNote::Watching { user, door, at } => {
+                let text = format!("{user} started watching ({door})");
+                self.notes.watchers.push(Watcher {
+                    user,
+                    door,
+                    joined: manifest::rfc3339(at),
+                    left: None,
+                });
+                text
+            }
+            SessionNote::StoppedWatching { user, door, at } => {
+                let open = self
+                    .notes
+                    .watchers
+                    .iter_mut()
+                    .rev()
+                    .find(|w| w.user == user && w.door == door && w.left.is_none());
+                if let Some(w) = open {
+                    w.left = Some(manifest::rfc3339(at));
+                }
+                format!("{user} stopped watching ({door})")
+            }
+            SessionNote::Terminated { by, reason, at } => {
+                let text = format!("session terminated by {by}: {reason}");
+                self.notes.terminated.get_or_insert(Termination {
+                    by,
+                    reason,
+                    at: manifest::rfc3339(at),
+                });
+                text
+            }
+        };
+        em.event(EventKind::Marker { d: text });
     }
 
     fn chan(&mut self, ch: u32) -> &mut Chan {
@@ -114,8 +159,12 @@ impl Translator {
             t: crate::format::secs(r.at),
             ch: r.channel,
         };
+        let event = match r.event {
+            ChannelEvent::Note(note) => return self.note(note, &mut em),
+            other => other,
+        };
         let c = self.chan(r.channel);
-        match r.event {
+        match event {
             ChannelEvent::Open(kind) => c.open(kind, &mut em),
             ChannelEvent::Pty { term, cols, rows } => {
                 c.summary.pty = Some(format!("{term} {cols}x{rows}"));
@@ -154,6 +203,7 @@ impl Translator {
             }
             ChannelEvent::Refused { request, reason } => em.event(EventKind::Refused { request, reason }),
             ChannelEvent::Close => c.close(&mut em),
+            ChannelEvent::Note(_) => unreachable!("taken above"),
         }
     }
 

@@ -103,8 +103,25 @@ pub async fn list(State(web): State<Arc<Web>>, authed: Authed, Query(p): Query<P
     let next = more
         .then(|| rows.last().map(|r| format!("{}.{}", r.started_at, r.id)))
         .flatten();
+    let running = if p.after.is_empty() {
+        crate::console::running_rows(&authed.viewer, &web.server.bastion.running)
+    } else {
+        Vec::new()
+    };
     let body = html! {
         h1 { "Sessions" }
+        @if !running.is_empty() {
+            section.running {
+                h2 { "Running now" }
+                table.sessions.live {
+                    thead { tr {
+                        th { "Started (UTC)" } th { "User" } th { "From" } th { "Target" } th { "Login" }
+                        th { "Break-glass" } th { "Watching" }
+                    } }
+                    tbody { @for r in &running { (live_row(r)) } }
+                }
+            }
+        }
         form.filters method="get" action="/sessions" {
             label { "User" input name="user" value=(p.user); }
             label { "Target" input name="target" value=(p.target); }
@@ -131,6 +148,33 @@ pub async fn list(State(web): State<Arc<Web>>, authed: Authed, Query(p): Query<P
         p.timing { "index query: " (format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0)) " ms" }
     };
     layout("Sessions", Some(&authed), body).into_response()
+}
+
+fn live_row(r: &crate::running::RunningSession) -> maud::Markup {
+    let (i, st) = (&r.info, r.state());
+    html! {
+        tr data-session=(i.id) data-live="1" {
+            td { a href={ "/s/" (i.id) "/live" } { (utc(i.started_at)) } " " span.badge.badge-live { "live" } }
+            td { (i.user) }
+            td { (i.client) }
+            td { (i.target) }
+            td { (i.login) }
+            td {
+                @if let Some(g) = &i.grant_id {
+                    span.badge.badge-breakglass { "break-glass" }
+                    " " span.reason { (i.reason.as_deref().unwrap_or("")) }
+                    @if let Some(t) = &i.ticket { " " span.ticket { (t) } }
+                    " " span.grant { (g) }
+                }
+            }
+            td {
+                @if st.watchers.is_empty() {
+                    @if i.needs_watcher { span.held { "held: needs a watcher" } } @else { "nobody" }
+                }
+                @for w in &st.watchers { span.watcher { (w.user) } " " }
+            }
+        }
+    }
 }
 
 fn row(s: &IndexedSession) -> maud::Markup {
