@@ -177,3 +177,92 @@ fn auditors_watch_live_let_a_held_break_glass_session_in_and_terminate_it() {
     );
     drop(worker);
 }
+
+/// One 256 MiB download on a PTY through the demo's node, started by Enter
+/// once `before` (given the session's id) has run; how long it took.
+fn timed_download(demo: &Demo, before: &mut dyn FnMut(&str)) -> Duration {
+    let node = demo.node().to_string();
+    let known = read_lossy(&demo.dir().join("audit/audit.jsonl"))
+        .matches("\"event\":\"session.start\"")
+        .count();
+    let mut child = Command::new("ssh")
+        .arg("-F")
+        .arg(demo.ssh_config_path())
+        .args(["-tt", &node, "read x; head -c 268435456 /dev/zero | tr '\\0' a; echo"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || {
+        read_lossy(&demo.dir().join("audit/audit.jsonl"))
+            .matches("\"event\":\"session.start\"")
+            .count()
+            > known
+    }));
+    let id = started_on(demo, &node);
+    before(&id);
+    let started = std::time::Instant::now();
+    use std::io::Write as _;
+    child.stdin.as_mut().unwrap().write_all(b"\r").unwrap();
+    let mut status = None;
+    wait_until(Duration::from_secs(240), || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let took = started.elapsed();
+    let _ = child.kill();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the download did not finish: {status:?}"
+    );
+    took
+}
+
+#[test]
+fn a_stalled_watcher_never_slows_the_session() {
+    let demo = Demo::start();
+    let auditor = demo.info.auditor.clone().expect("demo.json lists the auditor");
+    let url = demo.info.console_url.clone().expect("console_url");
+    let cert = demo.info.console_cert_sha256.clone().expect("certificate SHA-256");
+    let code = oathtool(&auditor.totp_secret, now_ms() as u64 / 1000);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/stalled-watcher.py");
+    let mut watchers = Vec::new();
+    let (mut unwatched, mut stalled) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        unwatched.push(timed_download(&demo, &mut |_| {}));
+        stalled.push(timed_download(&demo, &mut |id| {
+            // One login per TOTP step: the first round's code, then the next step's.
+            let at = now_ms() as u64 / 1000 + 30 * round;
+            let code = if round == 0 {
+                code.clone()
+            } else {
+                oathtool(&auditor.totp_secret, at)
+            };
+            if round > 0 {
+                wait_until(Duration::from_secs(35), || now_ms() as u64 / 1000 / 30 >= at / 30);
+            }
+            let mut cmd = Command::new("python3");
+            cmd.arg(&script)
+                .args([&url, &cert, &auditor.user, &auditor.password, &code, id]);
+            let w = Gathered::spawn(cmd);
+            assert!(w.shows("stalled"), "{}\n{}", w.text(), demo.bastion_log());
+            watchers.push(w);
+        }));
+    }
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap();
+    let ratio = best(&stalled).as_secs_f64() / best(&unwatched).as_secs_f64();
+    eprintln!("256 MiB on a PTY: unwatched {unwatched:?}, with a stalled watcher {stalled:?}, ratio {ratio:.3}");
+    // A feed that waited for its watcher would never finish (the socket is
+    // never read); the 5 % goal is measured by tests/bench (live).
+    assert!(ratio < 1.5, "a stalled watcher slowed the session: ratio {ratio:.3}");
+    for w in &mut watchers {
+        assert!(
+            w.child.try_wait().ok().flatten().is_none(),
+            "the stalled watcher went: {}",
+            w.text()
+        );
+    }
+    let audit = read_lossy(&demo.dir().join("audit/audit.jsonl"));
+    assert_eq!(audit.matches("\"event\":\"console.watch\"").count(), 2, "{audit}");
+}

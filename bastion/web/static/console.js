@@ -122,7 +122,12 @@
       controls: false,
       terminalFontFamily: 'monospace',
     });
-    if (status) status.textContent = 'live';
+    if (status) status.textContent = 'connecting…';
+    // Streaming means this page is a watcher now: a held session is let in.
+    player.addEventListener('playing', () => {
+      if (status) status.textContent = 'live: you are watching';
+      for (const held of document.querySelectorAll('p.held')) held.remove();
+    });
     player.addEventListener('ended', () => {
       live.dataset.ended = '1';
       if (status) status.textContent = 'the session ended';
