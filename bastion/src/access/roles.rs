@@ -21,8 +21,14 @@ impl Role {
     /// (Active Directory compares them so); an enrollment-only or emergency
     /// login gets no console role.
     pub fn of(identity: &Identity, console: &ConsoleConfig) -> Role {
-        if identity.enrollment_only || identity.emergency {
+        if identity.enrollment_only {
             return Role::Own;
+        }
+        // An emergency account has no groups: it may watch (as an auditor)
+        // only when named, so a second pair of eyes exists with the directory down.
+        if identity.emergency {
+            let named = console.emergency_watchers.iter().any(|n| n == &identity.user);
+            return if named { Role::Auditor } else { Role::Own };
         }
         let member = |wanted: &[String]| {
             identity
@@ -88,6 +94,7 @@ mod tests {
             auditors: vec!["secops".into()],
             reviewers: vec!["secops-leads".into()],
             terminators: vec!["secops-leads".into()],
+            emergency_watchers: vec!["u".into()],
             url: None,
         };
         assert!(Role::may_terminate(&who(&["secops-leads"]), &c));
@@ -110,6 +117,9 @@ mod tests {
         assert_eq!(Role::of(&enrolling, &c), Role::Own);
         let mut emergency = who(&["secops"]);
         emergency.emergency = true;
+        assert_eq!(Role::of(&emergency, &c), Role::Auditor, "a named emergency watcher");
+        assert!(!Role::may_terminate(&emergency, &c));
+        emergency.user = "other".into();
         assert_eq!(Role::of(&emergency, &c), Role::Own);
         assert_eq!(Role::of(&who(&["secops"]), &ConsoleConfig::default()), Role::Own);
     }

@@ -17,6 +17,8 @@ pub(super) struct RawConsole {
     reviewers: Vec<Spanned<String>>,
     #[serde(default)]
     terminators: Vec<Spanned<String>>,
+    #[serde(default)]
+    emergency_watchers: Vec<Spanned<String>>,
     url: Option<Spanned<String>>,
 }
 
@@ -29,6 +31,9 @@ pub struct ConsoleConfig {
     pub reviewers: Vec<String>,
     /// Auditors or reviewers in any of these groups may also end a running session.
     pub terminators: Vec<String>,
+    /// `[[emergency]]` accounts that may watch (and read, as auditors) over
+    /// SSH: with the directory down, the second pair of eyes logs in this way.
+    pub emergency_watchers: Vec<String>,
     /// The browser console's address as people reach it (`https://…`), for
     /// the links in alerts; absent, alerts name the session only.
     pub url: Option<String>,
@@ -61,6 +66,23 @@ pub(super) fn parse_console(lines: &Lines, raw: Option<&Spanned<RawConsole>>) ->
         auditors: groups("auditors", &raw.auditors)?,
         reviewers: groups("reviewers", &raw.reviewers)?,
         terminators: groups("terminators", &raw.terminators)?,
+        emergency_watchers: raw
+            .emergency_watchers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let name = n.get_ref();
+                if super::names::valid_name(name) {
+                    Ok(name.clone())
+                } else {
+                    Err(lines.error(
+                        format!("console.emergency_watchers[{i}]"),
+                        n,
+                        "the name of an [[emergency]] account",
+                    ))
+                }
+            })
+            .collect::<Result<_, _>>()?,
         url: match &raw.url {
             None => None,
             Some(u) => {
