@@ -80,6 +80,15 @@ pub async fn watch(reader: &Reader, viewer: &Viewer, running: &Running, sink: &d
 /// for a pty, unless `channel` names one.
 pub fn terminal_event(line: &str, channel: &mut Option<u32>) -> Terminal {
     use recorder::format::{Event, EventKind};
+    // Output is nearly every line of a busy session: its text is already a
+    // JSON string as written, so it is passed on without being decoded and
+    // escaped again.
+    if let Some((t, ch, d)) = output_line(line) {
+        return match *channel == Some(ch) {
+            true => Terminal::Line(format!("[{t},\"o\",{d}]")),
+            false => Terminal::Nothing,
+        };
+    }
     let Ok(ev) = serde_json::from_str::<Event>(line) else {
         return Terminal::Nothing;
     };
@@ -111,6 +120,19 @@ pub fn terminal_event(line: &str, channel: &mut Option<u32>) -> Terminal {
         _ => return Terminal::Nothing,
     };
     Terminal::Line(json!([ev.t, code, data]).to_string())
+}
+
+/// The time, channel and text (a JSON string, as written) of an output line
+/// as [`recorder::format::write_data_line`] writes it; `None` for any other.
+fn output_line(line: &str) -> Option<(&str, u32, &str)> {
+    let rest = line.strip_prefix("{\"t\":")?;
+    let (t, rest) = rest.split_once(",\"ch\":")?;
+    let (ch, rest) = rest.split_once(",\"e\":\"o\",\"d\":")?;
+    let d = rest.strip_suffix('}')?;
+    let d = d.strip_suffix(",\"err\":true").unwrap_or(d);
+    let one_string = d.len() >= 2 && d.starts_with('"') && d.ends_with('"') && !d.ends_with("\\\"");
+    (one_string && t.parse::<f64>().is_ok()).then_some(())?;
+    Some((t, ch.parse().ok()?, d))
 }
 
 /// `COLSxROWS` for a size a terminal can have: a client without a terminal
@@ -220,6 +242,46 @@ mod tests {
             ev(r#"{"t":0.6,"ch":1,"e":"close","bytes_in":0,"bytes_out":2}"#, &mut ch),
             super::Terminal::Closed
         );
+    }
+
+    #[test]
+    fn output_lines_pass_as_written_and_mean_what_the_parser_reads() {
+        use recorder::format::{Piece, write_data_line};
+        let texts = [
+            "plain",
+            "quote \" and \\ back",
+            "esc \u{1b}[1m bold",
+            "tab\tnl\n",
+            "ends with \\",
+            "ünï ✓",
+            "",
+        ];
+        for text in texts {
+            for err in [false, true] {
+                let mut buf = Vec::new();
+                write_data_line(&mut buf, 1.25, 3, false, err, &Piece::Text(text.into()));
+                let line = String::from_utf8(buf).unwrap();
+                let line = line.trim_end_matches('\n');
+                let mut ch = Some(3);
+                let super::Terminal::Line(fast) = super::terminal_event(line, &mut ch) else {
+                    panic!("{line}: no event")
+                };
+                let v: serde_json::Value = serde_json::from_str(&fast).unwrap();
+                assert_eq!(v, serde_json::json!([1.25, "o", text]), "{line}");
+                let mut other = Some(4);
+                assert_eq!(super::terminal_event(line, &mut other), super::Terminal::Nothing);
+            }
+        }
+        // Bytes that are not text go as base64 and take the parser's way.
+        let mut buf = Vec::new();
+        write_data_line(&mut buf, 2.0, 3, false, false, &Piece::Bytes(vec![0xff, 0xfe]));
+        let line = String::from_utf8(buf).unwrap();
+        assert!(super::output_line(line.trim_end()).is_none(), "{line}");
+        let mut ch = Some(3);
+        assert!(matches!(
+            super::terminal_event(line.trim_end(), &mut ch),
+            super::Terminal::Line(_)
+        ));
     }
 
     #[test]
