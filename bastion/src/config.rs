@@ -275,6 +275,19 @@ fn key_of_toml_error(e: &toml::de::Error) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shipped_example_config_parses_with_a_second_pair_of_eyes() {
+        let text = include_str!("../../deploy/config/bastion.example.toml");
+        let c = Config::parse(text, "bastion.example.toml", Path::new("/etc/bastion")).unwrap();
+        assert_eq!(c.policy.break_glass.watch, policy::WatchRule::Required);
+        assert_eq!(c.policy.break_glass.watch_wait, std::time::Duration::from_secs(600));
+        assert_eq!(c.console.terminators, vec!["secops-leads".to_string()]);
+        assert_eq!(c.console.url.as_deref(), Some("https://bastion.example.com:8443"));
+        let wrong = text.replace("watch = \"required\"", "watch = \"always\"");
+        let e = Config::parse(&wrong, "bastion.example.toml", Path::new("/etc/bastion")).unwrap_err();
+        assert!(e.to_string().contains("break_glass.watch"), "{e}");
+    }
+
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
     fn base() -> String {
