@@ -252,6 +252,25 @@ fn a_terminator_ends_a_session_and_the_recording_says_who_and_why() {
         "{export}"
     );
 
+    // A session held for a watcher can be ended too: it is never let in.
+    grant(&e, &e.alice);
+    let mut held = interactive(&e.alice, "cp-1", "echo CP-OPEN");
+    assert!(held.shows("waiting for a second person"), "{}", held.text());
+    let held_id = running_id(&e, "alice");
+    let out = bastion_cmd(
+        &e,
+        &e.carol,
+        &["sessions", "terminate", &held_id, "--reason", "'not now'"],
+    );
+    assert!(out.ok(), "{out}");
+    assert!(held.ended().is_some_and(|s| !s.success()), "{}", held.text());
+    assert!(
+        held.text().contains("session terminated by carol: not now"),
+        "{}",
+        held.text()
+    );
+    assert!(!held.text().contains("CP-OPEN"), "{}", held.text());
+
     let a = audit(&e);
     let refused = a
         .lines()

@@ -175,7 +175,8 @@ impl RunningSession {
     /// `user` starts watching through `door`: recorded first, then counted.
     /// Nobody watches their own session.
     pub async fn join(self: &Arc<Self>, user: &str, door: &'static str) -> Result<Watching, Refused> {
-        if user == self.info.user {
+        // Directory names compare without case (Active Directory does).
+        if user.eq_ignore_ascii_case(&self.info.user) {
             return Err(Refused::OwnSession);
         }
         let note = SessionNote::Watching {
@@ -198,15 +199,22 @@ impl RunningSession {
         })
     }
 
-    /// Waits until a second person watches (true), or the session is gone (false).
+    /// Waits until a second person watches (true), or the session is gone
+    /// or terminated (false).
     pub async fn watched(&self) -> bool {
         let mut rx = self.state.subscribe();
         loop {
             if !self.is_running() {
                 return false;
             }
-            if !rx.borrow_and_update().watchers.is_empty() {
-                return true;
+            {
+                let st = rx.borrow_and_update();
+                if st.terminated.is_some() {
+                    return false;
+                }
+                if !st.watchers.is_empty() {
+                    return true;
+                }
             }
             if rx.changed().await.is_err() {
                 return false;
@@ -217,7 +225,7 @@ impl RunningSession {
     /// `by` ends the session, saying `reason`: the recording notes it, then
     /// the session's watchdog closes it (see `proxy::watchdog`).
     pub async fn terminate(&self, by: &str, reason: &str) -> Result<(), Refused> {
-        if by == self.info.user {
+        if by.eq_ignore_ascii_case(&self.info.user) {
             return Err(Refused::OwnTermination);
         }
         if self.state.borrow().terminated.is_some() {
@@ -302,6 +310,11 @@ mod tests {
         let reg = running.register(info("alice"), tap);
         let s = reg.session().clone();
         assert_eq!(s.join("alice", "ssh").await.err(), Some(Refused::OwnSession));
+        assert_eq!(
+            s.join("Alice", "web").await.err(),
+            Some(Refused::OwnSession),
+            "names without case"
+        );
         assert_eq!(s.terminate("alice", "x").await.err(), Some(Refused::OwnTermination));
         assert_eq!(running.list().len(), 1);
         drop(reg);
@@ -336,6 +349,8 @@ mod tests {
             recorder::ChannelEvent::Note(SessionNote::StoppedWatching { .. })
         ));
         s.terminate("bob", "enough").await.unwrap();
+        let let_in = tokio::time::timeout(std::time::Duration::from_secs(2), s.watched()).await;
+        assert_eq!(let_in, Ok(false), "a terminated session is not let in, nor waits on");
         assert_eq!(
             s.terminate("carol", "again").await.err(),
             Some(Refused::AlreadyTerminated)

@@ -285,9 +285,17 @@ impl ProxyConn {
 
     /// Lets the client in to an opened session: the watchdog starts.
     pub fn serve(&mut self, handle: server::Handle) {
-        let Phase::Opened(recorded) = std::mem::replace(&mut self.phase, Phase::Authorising) else {
-            self.phase = Phase::Refused("session not started".into());
-            return;
+        let recorded = match std::mem::replace(&mut self.phase, Phase::Authorising) {
+            Phase::Opened(recorded) => recorded,
+            // Not recorded (the phase says why): it stays refused.
+            refused @ Phase::Refused(_) => {
+                self.phase = refused;
+                return;
+            }
+            _ => {
+                self.phase = Phase::Refused("session not started".into());
+                return;
+            }
         };
         let updates = self.identity_updates.clone();
         let watchdog = AbortOnDrop(tokio::spawn(watchdog::run(

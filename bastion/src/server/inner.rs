@@ -218,10 +218,15 @@ impl InnerHandler {
                 Auth::Accept
             }
             _ => {
-                let why = format!(
-                    "nobody started watching within {}; the session is refused",
-                    humantime::format_duration(wait)
-                );
+                let why = match session.state().terminated {
+                    Some(t) => format!("session terminated by {}: {}", t.by, t.reason),
+                    None => format!(
+                        "nobody started watching within {}; the session is refused. Connect again and ask \
+                         on-call to open the alert's link or run `sessions watch {}`",
+                        humantime::format_duration(wait),
+                        session.info.id
+                    ),
+                };
                 bastion.audit.record("breakglass.unwatched", fields);
                 // The recording ends here: nobody got in.
                 self.proxy.refuse(why.clone());
