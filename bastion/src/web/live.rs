@@ -119,15 +119,19 @@ pub async fn socket(
         Ok(w) => w,
         Err(e) => return (StatusCode::NOT_FOUND, format!("{e:#}\n")).into_response(),
     };
-    let viewer = authed.viewer.clone();
     upgrade
         .protocols([PROTOCOL])
-        .on_upgrade(move |ws| stream(web, viewer, id, watched, ws))
+        .on_upgrade(move |ws| stream(web, authed, id, watched, ws))
 }
 
-/// Sends the session's terminal to the socket until the session ends or
-/// the watcher goes.
-async fn stream(web: Arc<Web>, viewer: Viewer, id: String, watched: crate::console::Watched, mut ws: WebSocket) {
+/// How often a watch checks that its web login still holds.
+const LOGIN_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sends the session's terminal to the socket until the session ends, the
+/// watcher goes, or their login ends (logout, expiry).
+async fn stream(web: Arc<Web>, authed: Authed, id: String, watched: crate::console::Watched, mut ws: WebSocket) {
+    let viewer: &Viewer = &authed.viewer;
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + LOGIN_CHECK, LOGIN_CHECK);
     let crate::console::Watched {
         mut follower, watching, ..
     } = watched;
@@ -144,6 +148,11 @@ async fn stream(web: Arc<Web>, viewer: Viewer, id: String, watched: crate::conso
                 },
                 _ => break,
             },
+            _ = check.tick() => {
+                if !authed.still_valid(&web).await {
+                    break;
+                }
+            }
             got = ws.recv() => match got {
                 // The player sends nothing we use; a close or an error ends the watch.
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => ok = false,
@@ -152,7 +161,7 @@ async fn stream(web: Arc<Web>, viewer: Viewer, id: String, watched: crate::conso
         }
     }
     drop(watching);
-    let _ = web.reader.audit_view(&viewer, "watch_end", &id);
+    let _ = web.reader.audit_view(viewer, "watch_end", &id);
     if ok {
         let _ = ws.send(Message::Close(None)).await;
     }

@@ -33,6 +33,16 @@ pub struct Authed {
 }
 
 impl Authed {
+    /// Whether the login still holds (not logged out, not expired); a
+    /// long-lived request (the live view's WebSocket) asks now and then,
+    /// which also counts as activity. A store that cannot answer ends it.
+    pub async fn still_valid(&self, web: &Web) -> bool {
+        let (state, h) = (web.reader.state.clone(), self.token_hash.clone());
+        let idle = web.config.idle_timeout.as_secs() as i64;
+        let found = tokio::task::spawn_blocking(move || state.touch_web_login(&h, crate::time::now(), idle)).await;
+        matches!(found, Ok(Ok(Some(_))))
+    }
+
     /// The refusal of a form whose CSRF token is not the login's (compared
     /// in constant time); `None` when it is.
     pub fn csrf_refusal(&self, sent: &str) -> Option<Response> {
